@@ -1,0 +1,1 @@
+"""Database access: table models, engine and sessions, repositories."""

@@ -1,0 +1,1 @@
+"""The bring-your-own-key layer: provider presets, the OpenAI-compatible client, prices."""

@@ -1,0 +1,138 @@
+"""Draft stage: for a triaged message that needs a reply, write at most one draft. Never sent."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from triage.adapters.db.session import SessionFactory, transaction
+from triage.adapters.db.tables import Draft, MailAccount, Message, TriageResult, User
+from triage.adapters.secrets import SecretBox
+from triage.config import Settings
+from triage.domain import statuses
+from triage.domain.prompts import DRAFT_PROMPT_VERSION, draft_messages, new_boundary
+from triage.domain.schemas import DraftAnswer, strict_json_schema
+from triage.pipeline.model_calls import (
+    StageOutcome,
+    provider_configs,
+    record_usage,
+    remember_capabilities,
+    set_status,
+)
+from triage.pipeline.ports import ModelPort, ModelReply, ProviderConfig, ProviderError
+from triage.pipeline.prompt_input import prompt_email
+from triage.pipeline.provider_failures import handle_provider_error
+
+log = logging.getLogger(__name__)
+TASK = "draft"
+
+
+@dataclass(frozen=True)
+class _Claim:
+    user_id: int
+    config: ProviderConfig
+    messages: list[dict[str, Any]]
+
+
+def draft_message(
+    *,
+    message_id: int,
+    attempt: int = 1,
+    db: SessionFactory,
+    model: ModelPort,
+    secrets: SecretBox,
+    settings: Settings,
+) -> StageOutcome:
+    """One draft per message, even when the task is delivered twice (a unique key decides)."""
+    claim = _claim(db, message_id, secrets, settings)
+    if isinstance(claim, StageOutcome):
+        return claim
+    try:
+        reply = model.ask(
+            claim.config,
+            messages=claim.messages,
+            answer_type=DraftAnswer,
+            schema_name="draft",
+            json_schema=strict_json_schema(DraftAnswer),
+        )
+    except ProviderError as exc:
+        return handle_provider_error(
+            db,
+            exc,
+            message_id=message_id,
+            user_id=claim.user_id,
+            config=claim.config,
+            task=TASK,
+            attempt=attempt,
+            settings=settings,
+        )
+    return _store(db, message_id, claim, reply)
+
+
+def _claim(
+    db: SessionFactory, message_id: int, secrets: SecretBox, settings: Settings
+) -> _Claim | StageOutcome:
+    with transaction(db) as session:
+        message = session.get(Message, message_id)
+        if message is None:
+            return StageOutcome(status="missing")
+        wants_reply = session.scalar(
+            select(TriageResult.needs_reply)
+            .where(TriageResult.message_id == message_id)
+            .order_by(TriageResult.id.desc())
+            .limit(1)
+        )
+        already = session.scalar(select(Draft.id).where(Draft.message_id == message_id))
+        if not wants_reply or already is not None:
+            return StageOutcome(status=message.status, detail="no draft needed")
+        user = session.get_one(User, session.get_one(MailAccount, message.account_id).user_id)
+        configs = provider_configs(session, user_id=user.id, task=TASK, secrets=secrets)
+        if not configs:
+            message.error = "draft: no valid model is configured for this user"
+            return StageOutcome(status=message.status, detail=message.error)
+        email = prompt_email(message, max_images=0)
+        style = user.style_note
+    messages = draft_messages(
+        email, style_note=style, max_chars=settings.prompt_max_chars, boundary=new_boundary()
+    )
+    return _Claim(user_id=user.id, config=configs[0], messages=messages)
+
+
+def _store(
+    db: SessionFactory, message_id: int, claim: _Claim, reply: ModelReply[DraftAnswer]
+) -> StageOutcome:
+    config, usage = claim.config, reply.usage
+    try:
+        with transaction(db) as session:
+            entry = record_usage(
+                session,
+                user_id=claim.user_id,
+                message_id=message_id,
+                task=TASK,
+                config=config,
+                usage=usage,
+                outcome="ok",
+            )
+            session.add(
+                Draft(
+                    message_id=message_id,
+                    body=reply.answer.body.strip(),
+                    provider=config.provider,
+                    model=config.model,
+                    prompt_version=DRAFT_PROMPT_VERSION,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost_usd=entry.cost_usd if entry else None,
+                )
+            )
+            remember_capabilities(session, config.setting_id, reply.capabilities)
+            session.flush()
+            set_status(session.get_one(Message, message_id), statuses.DRAFTED)
+    except IntegrityError:
+        log.info("message %s already has a draft", message_id)
+        return StageOutcome(status=statuses.DRAFTED, detail="draft already stored")
+    return StageOutcome(status=statuses.DRAFTED)

@@ -1,0 +1,63 @@
+"""The safety net: re-enqueue messages stuck unfinished, and send failed ones back on request."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from triage.adapters.db.session import SessionFactory, transaction
+from triage.adapters.db.tables import Message
+from triage.domain import statuses
+from triage.pipeline.model_calls import set_status
+from triage.pipeline.ports import Enqueuer
+
+log = logging.getLogger(__name__)
+
+
+def sweep_stuck(
+    *, db: SessionFactory, enqueue: Enqueuer, older_than: timedelta, limit: int = 1000
+) -> int:
+    """Re-enqueue unfinished messages untouched for a while (a lost broker loses no mail)."""
+    cutoff = datetime.now(UTC) - older_than
+    with transaction(db) as session:
+        ids = list(
+            session.scalars(
+                select(Message.id)
+                .where(Message.status.in_(statuses.UNFINISHED), Message.status_changed_at < cutoff)
+                .order_by(Message.id)
+                .limit(limit)
+            )
+        )
+        _requeue(session.scalars(select(Message).where(Message.id.in_(ids))))
+    for message_id in ids:
+        enqueue.triage(message_id)
+    if ids:
+        log.info("sweeper re-enqueued %d stuck messages", len(ids))
+    return len(ids)
+
+
+def retry_messages(
+    *, db: SessionFactory, enqueue: Enqueuer, status: str, limit: int = 10_000
+) -> int:
+    """`triage retry`: send messages with this status back to the queue."""
+    if status not in statuses.RETRYABLE:
+        raise ValueError(f"cannot retry status {status!r}; one of {sorted(statuses.RETRYABLE)}")
+    with transaction(db) as session:
+        messages = list(
+            session.scalars(
+                select(Message).where(Message.status == status).order_by(Message.id).limit(limit)
+            )
+        )
+        ids = [message.id for message in messages]
+        _requeue(messages)
+    for message_id in ids:
+        enqueue.triage(message_id)
+    return len(ids)
+
+
+def _requeue(messages: Iterable[Message]) -> None:
+    for message in messages:
+        set_status(message, statuses.QUEUED, message.error)

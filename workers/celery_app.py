@@ -1,0 +1,45 @@
+"""The Celery app: Redis broker, late acks, one task at a time per process, no result backend."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from triage.config import get_settings
+
+QUEUE_TRIAGE = "triage"
+QUEUE_DRAFT = "draft"
+QUEUE_SYNC = "sync"
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    app = Celery("triage", broker=settings.broker_url or "redis://127.0.0.1:6379/0")
+    longest_wait = 2 * 3600  # above any retry countdown, or Redis redelivers the delayed task
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
+        broker_transport_options={"visibility_timeout": longest_wait},
+        broker_connection_retry_on_startup=True,
+        task_default_queue=QUEUE_TRIAGE,
+        task_routes={
+            "triage.draft": {"queue": QUEUE_DRAFT},
+            "triage.sync_account": {"queue": QUEUE_SYNC},
+            "triage.sync_all": {"queue": QUEUE_SYNC},
+            "triage.sweep": {"queue": QUEUE_SYNC},
+        },
+        beat_schedule={
+            "sync-all": {"task": "triage.sync_all", "schedule": settings.sync_interval_seconds},
+            "sweep": {"task": "triage.sweep", "schedule": settings.sweep_interval_seconds},
+        },
+        worker_hijack_root_logger=False,
+        include=["workers.tasks"],
+    )
+    return app
+
+
+app = make_celery()
