@@ -14,8 +14,10 @@ from tests.support.dovecot import Dovecot, DovecotError
 from tests.support.model_server import FakeModelServer
 from tests.support.services import ServiceUnavailable
 
-# A db number the app's defaults never use, so a test run cannot wipe someone's broker.
-REDIS_TEST_DB = 13
+# Test sessions claim Redis databases 1-15 (the app's default is 0), one each, by this key.
+REDIS_FIRST_TEST_DB = 1
+REDIS_CLAIM_KEY = "triage-test:claimed-by"
+REDIS_CLAIM_SECONDS = 3 * 3600
 
 
 @dataclass(frozen=True)
@@ -40,17 +42,28 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A Redis URL on db 13, flushed before and after the session."""
+    """A Redis URL on a database no other test session holds, flushed before and after."""
     try:
         services.check_redis()
     except ServiceUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
-    url = services.redis_url(REDIS_TEST_DB)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
+    db, client = _claim_redis_db()
+    yield services.redis_url(db)
     client.flushdb()
     client.close()
+
+
+def _claim_redis_db() -> tuple[int, redis.Redis]:
+    """Test sessions may run side by side; each takes a database of its own (1-15, never 0)."""
+    token = secrets.token_hex(8)
+    for db in range(REDIS_FIRST_TEST_DB, 16):
+        client = redis.Redis.from_url(services.redis_url(db))
+        if client.set(REDIS_CLAIM_KEY, token, nx=True, ex=REDIS_CLAIM_SECONDS):
+            client.flushdb()
+            client.set(REDIS_CLAIM_KEY, token, ex=REDIS_CLAIM_SECONDS)
+            return db, client
+        client.close()
+    pytest.fail("every Redis test database (1-15) is held by another test session", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.conftest import ImapUser
+from tests.conftest import REDIS_CLAIM_KEY, ImapUser
 from tests.support.model_server import FakeModelServer
 from triage.adapters.db.migrate import upgrade
 from triage.adapters.db.session import make_engine, make_session_factory
@@ -83,7 +83,11 @@ def service_env(
     """The environment of the service mode: Postgres, Redis broker, a secret key."""
     import redis
 
-    redis.Redis.from_url(redis_url).flushdb()
+    client = redis.Redis.from_url(redis_url)
+    stale = [key for key in client.scan_iter() if key != REDIS_CLAIM_KEY.encode()]
+    if stale:
+        client.delete(*stale)  # empty the queues, keep this session's claim on the database
+    client.close()
     env = base_env(tmp_path)
     env.update(
         TRIAGE_DATABASE_URL=migrated_pg,

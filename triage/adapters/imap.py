@@ -29,6 +29,7 @@ class ImapLogin:
     security: str  # ssl | starttls | plain
     username: str
     password: str = field(repr=False)
+    oauth2_token: str | None = field(default=None, repr=False)  # XOAUTH2 instead of a password
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,10 @@ class ImapMailbox:
         except (OSError, IMAPClientError, ssl.SSLError) as exc:
             raise ImapError(f"cannot connect to {login.host}:{login.port}: {exc}") from None
         try:
-            client.login(login.username, login.password)
+            if login.oauth2_token:
+                client.oauth2_login(login.username, login.oauth2_token)
+            else:
+                client.login(login.username, login.password)
         except LoginError:
             _quietly_shutdown(client)
             raise ImapAuthError(f"the IMAP server refused the login of {login.username}") from None

@@ -17,6 +17,7 @@ from triage.adapters.db.tables import FolderState, MailAccount, Message
 from triage.adapters.imap import FolderStatus, ImapAuthError, ImapError, ImapLogin
 from triage.adapters.secrets import SecretBox
 from triage.config import Settings
+from triage.pipeline.credentials import imap_login
 from triage.pipeline.message_store import NewMessage, store_message
 from triage.pipeline.ports import Enqueuer
 
@@ -64,7 +65,7 @@ def sync_account(
     report = SyncReport(account_id=account_id)
     with db() as session:
         account = session.get_one(MailAccount, account_id)
-        login = _login_of(account, secrets)
+        login = imap_login(account, secrets)
         folders = list(account.folders or ["INBOX"])
     try:
         with open_mailbox(login) as mailbox:
@@ -210,19 +211,6 @@ def _mark_queued(db: SessionFactory, message_ids: list[int]) -> None:
             if message.status == "received":
                 message.status = "queued"
                 message.status_changed_at = datetime.now(UTC)
-
-
-def _login_of(account: MailAccount, secrets: SecretBox) -> ImapLogin:
-    password = ""
-    if account.password_enc:
-        password = secrets.decrypt(account.password_enc, owner=f"mail_accounts:{account.id}")
-    return ImapLogin(
-        host=account.host,
-        port=account.port,
-        security=account.security,
-        username=account.username,
-        password=password,
-    )
 
 
 def _record_failure(db: SessionFactory, account_id: int, status: str, error: str) -> None:
