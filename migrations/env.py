@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from triage.adapters.db.session import make_engine
 from triage.adapters.db.tables import Base
@@ -20,6 +20,9 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # The console's text search uses trigram indexes (a trusted extension since PG 13).
+            connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
         context.run_migrations()
 
 

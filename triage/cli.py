@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 
+from pydantic import ValidationError
+
+from triage.adapters.oauth import PROVIDERS as OAUTH_PROVIDERS
 from triage.adapters.secrets import SecretKeyError
-from triage.commands import running, setup
+from triage.commands import accounts as accounts_commands
+from triage.commands import estimate, providers, running, setup, users
+from triage.commands import keys as keys_commands
+from triage.commands import web as web_commands
 from triage.config import get_settings
+from triage.logging_setup import configure_logging
 from triage.runtime import Runtime, build_runtime
 
 Handler = Callable[[Runtime, argparse.Namespace], object]
@@ -26,13 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     _users(commands)
     _accounts(commands)
-    _providers(commands)
+    providers.add_parsers(commands)
 
     sync = commands.add_parser("sync", help="fetch new mail and queue it for triage")
     sync.add_argument("--account", type=int)
     sync.add_argument("--once", action="store_true", help="one pass, then exit")
-    sync.add_argument("--max", type=int, help="at most N new messages per folder this pass")
+    sync.add_argument(
+        "--max", type=_positive, help="at most N new messages per folder this pass (oldest first)"
+    )
+    sync.add_argument(
+        "--since",
+        type=_since_date,
+        metavar="YYYY-MM-DD",
+        help="a folder's first sync skips mail that arrived before this date",
+    )
     sync.set_defaults(handler=running.sync)
+
+    listen = commands.add_parser("listen", help="IDLE on every watched folder, store mail at once")
+    listen.add_argument("--account", type=int, help="only this account")
+    listen.set_defaults(handler=running.listen)
 
     commands.add_parser("worker", help="a Celery worker (extra options go to Celery)")
 
@@ -42,7 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="messages with their results")
     export.add_argument("--format", choices=["jsonl"], default="jsonl")
-    export.set_defaults(handler=running.export)
+    export.add_argument(
+        "--reviewed", action="store_true", help="reviewed results as a labelled set instead"
+    )
+    export.set_defaults(handler=web_commands.export)
+
+    web = commands.add_parser("web", help="the admin console (and its JSON API)")
+    web.add_argument("--host", help="default: TRIAGE_WEB_HOST")
+    web.add_argument("--port", type=int, help="default: TRIAGE_WEB_PORT")
+    web.set_defaults(handler=web_commands.web)
+
+    estimate.add_parser(commands)
+
+    sweep = commands.add_parser("sweep", help="re-enqueue messages stuck unfinished (one pass)")
+    sweep.add_argument(
+        "--stuck-after", type=int, metavar="SECONDS", help="default: TRIAGE_STUCK_AFTER_SECONDS"
+    )
+    sweep.set_defaults(handler=running.sweep)
 
     retry = commands.add_parser("retry", help="send messages back to the queue")
     retry.add_argument("--status", default="failed")
@@ -54,18 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser("generate", help="print a new Fernet key").set_defaults(
         plain=setup.keys_generate
     )
+    keys.add_parser(
+        "rotate", help="re-encrypt every stored secret under the first key"
+    ).set_defaults(handler=keys_commands.keys_rotate)
     return parser
 
 
 def _users(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    users = commands.add_parser("users", help="console users").add_subparsers(
+    actions = commands.add_parser("users", help="users and their settings").add_subparsers(
         dest="action", required=True
     )
-    add = users.add_parser("add", help="add a user")
+    add = actions.add_parser("add", help="add a user")
     add.add_argument("email")
     add.add_argument("--admin", action="store_true")
     add.add_argument("--password-env", metavar="VAR", help="env var holding the password")
     add.set_defaults(handler=setup.users_add)
+    users.add_parsers(actions)
 
 
 def _accounts(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,23 +121,51 @@ def _accounts(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     security.add_argument("--plain", dest="security", action="store_const", const="plain")
     add.set_defaults(security="ssl", handler=setup.accounts_add)
     add.add_argument("--username", required=True)
-    add.add_argument("--password-env", required=True, metavar="VAR")
+    add.add_argument("--password-env", metavar="VAR", help="env var holding the IMAP password")
     add.add_argument("--folder", action="append", help="folder to watch (repeatable)")
+    _oauth_options(add)
+    _account_changes(accounts)
 
 
-def _providers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    providers = commands.add_parser("providers", help="model settings").add_subparsers(
-        dest="action", required=True
-    )
-    put = providers.add_parser("set", help="set a user's model for a task")
-    put.add_argument("--user", required=True)
-    put.add_argument("--provider", required=True)
-    put.add_argument("--base-url")
-    put.add_argument("--model", required=True)
-    put.add_argument("--api-key-env", metavar="VAR")
-    put.add_argument("--task", choices=["classify", "draft"], default="classify")
-    put.add_argument("--fallback-of", metavar="NAME")
-    put.set_defaults(handler=setup.providers_set)
+def _oauth_options(add: argparse.ArgumentParser) -> None:
+    oauth = add.add_argument_group("OAuth2 (XOAUTH2, e.g. Gmail and Microsoft 365)")
+    oauth.add_argument("--oauth2", action="store_true", help="log in with XOAUTH2, no password")
+    oauth.add_argument("--oauth-provider", choices=OAUTH_PROVIDERS)
+    oauth.add_argument("--token-url", help="token endpoint (required for custom)")
+    oauth.add_argument("--client-id")
+    oauth.add_argument("--client-secret-env", metavar="VAR", help="env var with the secret")
+    oauth.add_argument("--refresh-token-env", metavar="VAR", help="env var with the token")
+    oauth.add_argument("--scope", action="append", help="override the preset's scopes")
+
+
+def _account_changes(accounts: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reauth = accounts.add_parser("reauth", help="store a new OAuth2 refresh token")
+    reauth.add_argument("--account", type=int, required=True)
+    reauth.add_argument("--refresh-token-env", metavar="VAR", required=True)
+    reauth.add_argument("--client-secret-env", metavar="VAR")
+    reauth.set_defaults(handler=accounts_commands.accounts_reauth)
+
+    back = accounts.add_parser("write-back", help="keywords, moves, drafts in the mailbox")
+    back.add_argument("--account", type=int, required=True)
+    back.add_argument("--keywords", choices=["on", "off"], help="set $Triage/<category>")
+    back.add_argument("--move", action="append", metavar="CATEGORY=FOLDER")
+    back.add_argument("--clear-moves", action="store_true", help="move nothing any more")
+    back.add_argument("--drafts-folder", metavar="NAME", help="APPEND drafts here (turns it on)")
+    back.add_argument("--append-drafts", choices=["on", "off"])
+    back.set_defaults(handler=accounts_commands.accounts_write_back)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
+    return int(text)
+
+
+def _since_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2024-01-31, got {text!r}") from None
 
 
 def _db_upgrade(rt: Runtime, _args: argparse.Namespace) -> str:
@@ -119,9 +186,12 @@ def _worker(celery_args: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"error: a TRIAGE_ setting is invalid:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
     if argv[:1] == ["worker"]:
         return _worker(argv[1:])
     args = build_parser().parse_args(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,8 +31,12 @@ class Settings(BaseSettings):
     imap_connect_timeout: float = 15.0
     imap_read_timeout: float = 60.0
     imap_ca_file: Path | None = None
+    fetch_batch_bytes: int = 50 * 1024 * 1024  # bodies held in memory at once, at most
     sync_interval_seconds: int = 300
+    sync_lease_seconds: int = 300  # a fetcher's claim on an account; renewed every batch
     idle_renew_seconds: int = 600
+    idle_silence_seconds: float = 150.0  # longer than Dovecot's 2-minute "OK Still here"
+    reconnect_max_seconds: float = 300.0
 
     # Images
     image_max_side: int = 1024
@@ -41,14 +46,25 @@ class Settings(BaseSettings):
     # Model calls
     model_timeout_seconds: float = 60.0
     model_max_attempts: int = 4
+    model_backoff_seconds: float = 5.0  # first 5xx/timeout retry waits about this long
+    model_backoff_max_seconds: float = 300.0
+    model_max_rate_limit_waits: int = 30  # 429s honoured before a message is failed
     prompt_max_chars: int = 24_000
 
     # Workers
     worker_concurrency: int = 8
+    db_pool_size: int = 32  # database connections kept per process; >= threads per worker
     task_soft_time_limit: int = 240
     task_time_limit: int = 300
     sweep_interval_seconds: int = 120
     stuck_after_seconds: int = 600
+
+    # Operations
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    metrics_port: int = 0  # a worker or listener serves /metrics here; 0: off (compose: 9100)
+    metrics_host: str = "127.0.0.1"  # compose: 0.0.0.0, inside the container network
+    account_silence_factor: float = 3.0  # expected intervals without a sync = silent
 
     # Web
     web_host: str = "127.0.0.1"
@@ -58,6 +74,12 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no broker is configured: stages run in-process."""
         return not self.broker_url
+
+    @property
+    def model_call_timeout(self) -> float:
+        """The HTTP timeout of one call, kept to a quarter of the task's soft time limit so a
+        re-ask and a fallback still finish inside one task."""
+        return max(1.0, min(self.model_timeout_seconds, self.task_soft_time_limit / 4))
 
     def resolved_database_url(self) -> str:
         if self.database_url:

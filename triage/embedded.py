@@ -7,9 +7,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from triage.adapters.imap import ImapMailbox, Timeouts
 from triage.pipeline.draft import draft_message
 from triage.pipeline.model_calls import StageOutcome
+from triage.pipeline.rerun import rerun_triage
 from triage.pipeline.triage import triage_message
+from triage.pipeline.write_back import write_back_message
 from triage.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,12 @@ class LocalEnqueuer:
 
     def draft(self, message_id: int) -> None:
         self._submit(self._run_draft, message_id, 1)
+
+    def write_back(self, message_id: int) -> None:
+        self._submit(self._run_write_back, message_id, 1)
+
+    def rerun(self, request_id: int) -> None:
+        self._submit(self._run_rerun, request_id, 1)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every submitted stage, retries included, has finished."""
@@ -64,6 +73,33 @@ class LocalEnqueuer:
             model=rt.model,
             secrets=rt.secrets,
             settings=rt.settings,
+            enqueue=self,
+        )
+
+    def _run_rerun(self, request_id: int, attempt: int) -> StageOutcome:
+        rt = self._runtime
+        return rerun_triage(
+            request_id=request_id,
+            attempt=attempt,
+            db=rt.db,
+            model=rt.model,
+            secrets=rt.secrets,
+            settings=rt.settings,
+        )
+
+    def _run_write_back(self, message_id: int, attempt: int) -> StageOutcome:
+        rt = self._runtime
+        timeouts = Timeouts(
+            connect=rt.settings.imap_connect_timeout, read=rt.settings.imap_read_timeout
+        )
+        return write_back_message(
+            message_id=message_id,
+            attempt=attempt,
+            db=rt.db,
+            secrets=rt.secrets,
+            open_mailbox=lambda login: ImapMailbox(
+                login, timeouts=timeouts, ca_file=rt.settings.imap_ca_file
+            ),
         )
 
     def _submit(
@@ -79,7 +115,8 @@ class LocalEnqueuer:
         try:
             outcome = stage(message_id, attempt)
             if outcome.retry_after is not None:
-                self._later(outcome.retry_after, stage, message_id, attempt + 1)
+                following = attempt + 1 if outcome.counts_as_attempt else attempt
+                self._later(outcome.retry_after, stage, message_id, following)
         except Exception:
             log.exception("stage %s failed on message %s", stage.__name__, message_id)
         finally:

@@ -24,13 +24,13 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    engine = make_engine(settings.resolved_database_url())
+    engine = make_engine(settings.resolved_database_url(), pool_size=settings.db_pool_size)
     return Runtime(
         settings=settings,
         engine=engine,
         db=make_session_factory(engine),
         secrets=load_secret_box(settings),
-        model=OpenAICompatibleClient(timeout=settings.model_timeout_seconds),
+        model=OpenAICompatibleClient.from_settings(settings),
     )
 
 

@@ -1,8 +1,11 @@
-"""The Celery app: Redis broker, late acks, one task at a time per process, no result backend."""
+"""The Celery app: Redis broker, late acks, one task at a time per thread, no result backend."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import worker_init
 
 from triage.config import get_settings
 
@@ -29,6 +32,7 @@ def make_celery() -> Celery:
         task_routes={
             "triage.draft": {"queue": QUEUE_DRAFT},
             "triage.sync_account": {"queue": QUEUE_SYNC},
+            "triage.write_back": {"queue": QUEUE_SYNC},
             "triage.sync_all": {"queue": QUEUE_SYNC},
             "triage.sweep": {"queue": QUEUE_SYNC},
         },
@@ -43,3 +47,20 @@ def make_celery() -> Celery:
 
 
 app = make_celery()
+
+
+def _serve_metrics(**_kwargs: Any) -> None:
+    """The worker process serves /metrics on TRIAGE_METRICS_PORT (0: off).
+
+    One registry per worker process is enough because workers run the threads pool; a prefork
+    pool would need prometheus_client's multiprocess mode instead.
+    """
+    from triage.adapters.metrics import register_state, serve
+    from workers.tasks import runtime
+
+    rt = runtime()
+    register_state(rt.db, rt.settings)
+    serve(rt.settings.metrics_port, host=rt.settings.metrics_host)
+
+
+worker_init.connect(_serve_metrics)

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from triage.adapters.imap import ImapMailbox, Timeouts
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from triage.adapters.imap import ImapLogin, ImapMailbox, Timeouts
+from triage.adapters.metrics import INGESTED, InstrumentedModel, count_outcome
 from triage.config import get_settings
+from triage.logging_setup import log_context
 from triage.pipeline.draft import draft_message
-from triage.pipeline.ingest import MailboxOpener, sync_account
+from triage.pipeline.ingest import sync_account
 from triage.pipeline.model_calls import StageOutcome
+from triage.pipeline.ports import ModelPort
+from triage.pipeline.rerun import rerun_triage
 from triage.pipeline.sweep import sweep_stuck
 from triage.pipeline.triage import triage_message
+from triage.pipeline.write_back import write_back_message
 from triage.runtime import Runtime, build_runtime
 from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+# A database restart fails the tasks in flight: they retry within seconds instead of waiting for
+# the sweeper. Safe, because a stage's claim is idempotent and a lost commit stored nothing.
+DB_RETRY: dict[str, Any] = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
 
 
 class CeleryEnqueuer:
@@ -26,50 +47,109 @@ class CeleryEnqueuer:
     def draft(self, message_id: int) -> None:
         draft_task.delay(message_id)
 
+    def write_back(self, message_id: int) -> None:
+        write_back_task.delay(message_id)
+
+    def rerun(self, request_id: int) -> None:
+        rerun_task.delay(request_id)
+
 
 @lru_cache(maxsize=1)
 def runtime() -> Runtime:
     return build_runtime(get_settings())
 
 
-def mailbox_opener(rt: Runtime) -> MailboxOpener:
+@lru_cache(maxsize=1)
+def model_port() -> ModelPort:
+    """The runtime's model client, timed and billed into this worker's metrics."""
+    return InstrumentedModel(runtime().model)
+
+
+def mailbox_opener(rt: Runtime) -> Callable[[ImapLogin], ImapMailbox]:
+    """Opens a real IMAP connection; fits every stage's mailbox port (sync, write-back)."""
     timeouts = Timeouts(
         connect=rt.settings.imap_connect_timeout, read=rt.settings.imap_read_timeout
     )
     return lambda login: ImapMailbox(login, timeouts=timeouts, ca_file=rt.settings.imap_ca_file)
 
 
+def _finished(stage: str, outcome: StageOutcome) -> None:
+    """One line per stage run, carrying the IDs of the log context; and the metrics."""
+    count_outcome(stage, outcome.status, outcome.detail)
+    retry = f", again in {outcome.retry_after:.0f}s" if outcome.retry_after is not None else ""
+    log.info("%s: %s%s", stage, outcome.status, retry)
+
+
 def _follow(task: Any, outcome: StageOutcome) -> str:
-    if outcome.retry_after is not None:
+    """Run the stage again after `retry_after` seconds through the broker (a countdown)."""
+    if outcome.retry_after is None:
+        return outcome.status
+    if outcome.counts_as_attempt:
         raise task.retry(countdown=outcome.retry_after, max_retries=None)
-    return outcome.status
+    # Our own pacing: the same attempt comes back later, so waits do not use up the retries.
+    task.signature_from_request(
+        task.request, countdown=outcome.retry_after, retries=task.request.retries
+    ).apply_async()
+    return "waiting"
 
 
-@app.task(name="triage.triage", bind=True)
+@app.task(name="triage.triage", bind=True, **DB_RETRY)
 def triage_task(self: Any, message_id: int) -> str:
     rt = runtime()
-    outcome = triage_message(
-        message_id=message_id,
+    with log_context(message_id=message_id, task_id=self.request.id):
+        outcome = triage_message(
+            message_id=message_id,
+            attempt=self.request.retries + 1,
+            db=rt.db,
+            model=model_port(),
+            secrets=rt.secrets,
+            enqueue=CeleryEnqueuer(),
+            settings=rt.settings,
+        )
+        _finished("triage", outcome)
+    return _follow(self, outcome)
+
+
+@app.task(name="triage.draft", bind=True, **DB_RETRY)
+def draft_task(self: Any, message_id: int) -> str:
+    rt = runtime()
+    with log_context(message_id=message_id, task_id=self.request.id):
+        outcome = draft_message(
+            message_id=message_id,
+            attempt=self.request.retries + 1,
+            db=rt.db,
+            model=model_port(),
+            secrets=rt.secrets,
+            settings=rt.settings,
+            enqueue=CeleryEnqueuer(),
+        )
+        _finished("draft", outcome)
+    return _follow(self, outcome)
+
+
+@app.task(name="triage.rerun", bind=True)
+def rerun_task(self: Any, request_id: int) -> str:
+    rt = runtime()
+    outcome = rerun_triage(
+        request_id=request_id,
         attempt=self.request.retries + 1,
         db=rt.db,
-        model=rt.model,
+        model=model_port(),
         secrets=rt.secrets,
-        enqueue=CeleryEnqueuer(),
         settings=rt.settings,
     )
     return _follow(self, outcome)
 
 
-@app.task(name="triage.draft", bind=True)
-def draft_task(self: Any, message_id: int) -> str:
+@app.task(name="triage.write_back", bind=True)
+def write_back_task(self: Any, message_id: int) -> str:
     rt = runtime()
-    outcome = draft_message(
+    outcome = write_back_message(
         message_id=message_id,
         attempt=self.request.retries + 1,
         db=rt.db,
-        model=rt.model,
         secrets=rt.secrets,
-        settings=rt.settings,
+        open_mailbox=mailbox_opener(rt),
     )
     return _follow(self, outcome)
 
@@ -77,14 +157,16 @@ def draft_task(self: Any, message_id: int) -> str:
 @app.task(name="triage.sync_account")
 def sync_account_task(account_id: int) -> dict[str, Any]:
     rt = runtime()
-    report = sync_account(
-        account_id=account_id,
-        db=rt.db,
-        open_mailbox=mailbox_opener(rt),
-        secrets=rt.secrets,
-        enqueue=CeleryEnqueuer(),
-        settings=rt.settings,
-    )
+    with log_context(account_id=account_id):
+        report = sync_account(
+            account_id=account_id,
+            db=rt.db,
+            open_mailbox=mailbox_opener(rt),
+            secrets=rt.secrets,
+            enqueue=CeleryEnqueuer(),
+            settings=rt.settings,
+        )
+    INGESTED.inc(report.stored)
     return {"stored": report.stored, "error": report.error}
 
 

@@ -210,6 +210,7 @@ def configure_user(cli: Cli, imap: ImapUser, model: FakeModelServer, env: dict[s
         "fake-model",
         "--api-key-env",
         "E2E_API_KEY",
+        "--no-probe",  # the probe has tests of its own; flows here count every model call
     )
 
 

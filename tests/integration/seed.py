@@ -18,12 +18,20 @@ from triage.runtime import Runtime, build_runtime
 class RecordingEnqueuer:
     triaged: list[int] = field(default_factory=list)
     drafted: list[int] = field(default_factory=list)
+    written_back: list[int] = field(default_factory=list)
+    reruns: list[int] = field(default_factory=list)
 
     def triage(self, message_id: int) -> None:
         self.triaged.append(message_id)
 
     def draft(self, message_id: int) -> None:
         self.drafted.append(message_id)
+
+    def write_back(self, message_id: int) -> None:
+        self.written_back.append(message_id)
+
+    def rerun(self, request_id: int) -> None:
+        self.reruns.append(request_id)
 
 
 def runtime_for(database_url: str, **overrides: object) -> Runtime:

@@ -130,12 +130,16 @@ def test_corpus_flows_through_a_real_worker(
                 statuses.DRAFTED,
                 statuses.FAILED,
                 statuses.ENCRYPTED,
+                statuses.SKIPPED,  # screened out (bounces, auto-replies): no model call
             }, (message.uid, message.status)
+            if message.status == statuses.SKIPPED:
+                assert message.screening_rule and message.error, message.uid
             assert message.raw is not None and len(message.raw) == message.size
             if message.status == statuses.FAILED:
                 assert message.error, f"uid {message.uid} failed without a reason"
         triaged = [m for m in messages if m.status in (statuses.TRIAGED, statuses.DRAFTED)]
-        assert len(triaged) >= len(messages) - 5
+        skipped = sum(m.status == statuses.SKIPPED for m in messages)
+        assert len(triaged) >= len(messages) - skipped - 5
         results = session.scalars(select(TriageResult)).all()
         assert len(results) == len(triaged)
         assert all(r.input_tokens > 0 and r.output_tokens > 0 for r in results)
@@ -250,9 +254,16 @@ def test_the_same_flow_runs_embedded_on_sqlite(
 
     rows = [json.loads(line) for line in cli("export").stdout.splitlines()]
     assert len(rows) == len(uids)
-    finished = {statuses.TRIAGED, statuses.DRAFTED, statuses.FAILED, statuses.ENCRYPTED}
+    finished = {
+        statuses.TRIAGED,
+        statuses.DRAFTED,
+        statuses.FAILED,
+        statuses.ENCRYPTED,
+        statuses.SKIPPED,
+    }
     assert all(row["status"] in finished for row in rows)
-    assert sum(row["result"] is not None for row in rows) >= len(uids) - 5
+    skipped = sum(row["status"] == statuses.SKIPPED for row in rows)
+    assert sum(row["result"] is not None for row in rows) >= len(uids) - skipped - 5
     assert (tmp_path / "data" / "triage.sqlite3").exists()
     assert any(row["draft"] for row in rows)
     assert any(row["images"] for row in rows)

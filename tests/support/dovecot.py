@@ -13,12 +13,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 from imapclient import IMAPClient
 
+from tests.support.certs import make_server_certificate
 from tests.support.services import ServiceUnavailable
 
 DOVECOT = Path("/usr/sbin/dovecot")
@@ -31,14 +33,17 @@ INSTALL_FIX = "run scripts/test as root, or `apt-get install -y dovecot-imapd`"
 # - first_valid_uid/gid: Dovecot refuses mail to UIDs below 500, and the owner is a system user;
 # - one passwd-file per user: Dovecot re-reads a changed passwd-file at most once a second,
 #   so a user added right after another login would be unknown for up to a second;
-# - no auth failure delay or penalty: wrong-password tests would otherwise wait 2-15 s.
+# - no auth failure delay or penalty: wrong-password tests would otherwise wait 2-15 s;
+# - verbose_proctitle: each imap process names its user, so a test can signal one session;
+# - with tls=True, ssl = yes (STARTTLS on the plain port) and an implicit-TLS listener too.
 CONFIG = """\
 protocols = imap
 listen = {host}
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
-ssl = no
+verbose_proctitle = yes
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {user}
@@ -68,7 +73,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {host}
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -85,15 +91,22 @@ class DovecotError(RuntimeError):
 
 
 class Dovecot:
-    """One Dovecot instance in its own temp dir: start/stop/restart, users, folders, mail."""
+    """One Dovecot instance in its own temp dir: start/stop/restart, users, folders, mail.
 
-    def __init__(self, *, port: int | None = None) -> None:
+    With tls=True it also speaks TLS, with a certificate from a CA made for it (`ca_path`):
+    STARTTLS on `port`, implicit TLS on `tls_port`. Plaintext logins stay allowed on `port`.
+    """
+
+    def __init__(self, *, port: int | None = None, tls: bool = False) -> None:
         if not DOVECOT.exists():
             raise ServiceUnavailable("Dovecot", f"{DOVECOT} is not installed", INSTALL_FIX)
         self.host = HOST
         self.port = port or _free_port()
+        self.tls = tls
+        self.tls_port = _free_port() if tls else 0
         self.owner = _mail_owner()
         self.root = Path(tempfile.mkdtemp(prefix="triage-dovecot-"))
+        self.ca_path: Path | None = None
         self.config_path = self.root / "dovecot.conf"
         self.log_path = self.root / "dovecot.log"
         self.users_path = self.root / "users"  # a directory of one-line passwd-files
@@ -183,11 +196,17 @@ class Dovecot:
         return imap
 
     def append(
-        self, user: str, password: str, folder: str, raw: bytes, flags: Iterable[str] = ()
+        self,
+        user: str,
+        password: str,
+        folder: str,
+        raw: bytes,
+        flags: Iterable[str] = (),
+        msg_time: datetime | None = None,
     ) -> int:
-        """APPEND one message and return its UID (from UIDPLUS's APPENDUID)."""
+        """APPEND one message (arrived at `msg_time`, its INTERNALDATE); return its UID."""
         with self.client(user, password) as imap:
-            response = imap.append(folder, raw, flags=tuple(flags))
+            response = imap.append(folder, raw, flags=tuple(flags), msg_time=msg_time)
         match = re.search(rb"APPENDUID \d+ (\d+)", response)
         if match is None:
             raise DovecotError(f"APPEND gave no APPENDUID: {response!r}")
@@ -201,6 +220,18 @@ class Dovecot:
         with self.client(user, password) as imap:
             imap.delete_folder(folder)
 
+    def sessions(self, user: str) -> list[int]:
+        """PIDs of the imap processes serving `user` (one per logged-in connection)."""
+        pids = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                title = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # the process ended while we looked
+            if title.startswith("dovecot/imap [") and f"[{user} " in title:
+                pids.append(int(cmdline.parent.name))
+        return pids
+
     def log_tail(self, lines: int = 30) -> str:
         """The end of Dovecot's log and console output, for error messages."""
         parts = []
@@ -213,8 +244,15 @@ class Dovecot:
     def _write_files(self) -> None:
         for sub in ("run", "state", "mail", "users"):
             (self.root / sub).mkdir()
+        ssl = "ssl = no"
+        if self.tls:
+            made = make_server_certificate(self.root / "tls", self.host)
+            self.ca_path = made.ca_path
+            ssl = f"ssl = yes\nssl_cert = <{made.cert_path}\nssl_key = <{made.key_path}"
         self.config_path.write_text(
             CONFIG.format(
+                ssl=ssl,
+                tls_port=self.tls_port,
                 host=self.host,
                 port=self.port,
                 root=self.root,

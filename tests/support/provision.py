@@ -29,6 +29,8 @@ REDIS_COMMAND = [
 ]
 _NO_PG = "install postgresql (apt-get install -y postgresql) and allow trust auth on 127.0.0.1"
 _NO_R = "apt-get install -y redis-server"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 def main() -> int:
@@ -42,6 +44,10 @@ def main() -> int:
         print(f"provision: dovecot: {ensure_dovecot()}")
     except (ServiceUnavailable, subprocess.CalledProcessError) as exc:
         problems.append(f"provision: dovecot: FAILED: {exc}")
+    try:
+        print(f"provision: chromium: {ensure_chromium()}")
+    except (ServiceUnavailable, subprocess.CalledProcessError) as exc:
+        problems.append(f"provision: chromium: FAILED: {exc}")
     for line in problems:
         print(line, file=sys.stderr)
     return 1 if problems else 0
@@ -84,6 +90,24 @@ def ensure_dovecot() -> str:
     subprocess.run(["apt-get", "install", "-y", "-q", "dovecot-imapd"], check=True, env=env)
     if not DOVECOT.exists():
         raise ServiceUnavailable("Dovecot", f"installed dovecot-imapd but {DOVECOT} is missing")
+    return "installed"
+
+
+def ensure_chromium() -> str:
+    """Debian's Chromium and its driver, for the console's browser tests (tests/e2e)."""
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return f"ok ({CHROMIUM})"
+    if os.geteuid() != 0:
+        fix = "sudo apt-get install -y chromium chromium-driver"
+        raise ServiceUnavailable("Chromium", f"{CHROMIUM} is missing and we are not root", fix)
+    print("provision: chromium: installing chromium chromium-driver with apt-get", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"], check=True, env=env
+    )
+    if not CHROMIUM.exists():
+        raise ServiceUnavailable("Chromium", f"installed chromium but {CHROMIUM} is missing")
     return "installed"
 
 

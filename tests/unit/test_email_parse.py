@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import hashlib
 import struct
 import time
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from triage.domain.email import EmailParseError, ParsedEmail, parse_email
+from triage.domain.email_headers import _plain_addresses
 from triage.domain.email_thread import normalize_subject
 from triage.domain.html_text import strip_invisible
 
@@ -454,3 +457,48 @@ def test_inline_pgp_body_is_encrypted_but_a_quoted_block_is_not() -> None:
     assert parse_email(mail("From: a@x\nSubject: s", "\n" + block)).encrypted
     quoted = "How do I read this?\n\n> " + block.replace("\n", "\n> ")
     assert not parse_email(mail("From: a@x\nSubject: s", quoted)).encrypted
+
+
+def test_nul_characters_never_reach_the_parsed_text() -> None:
+    # Postgres text columns refuse NUL; one such message used to abort a whole sync batch.
+    raw = mail(
+        "From: a@x\nSubject: s\x00t\nMessage-ID: <id\x00@x>\nContent-Type: multipart/mixed;"
+        ' boundary="b"',
+        "--b\nContent-Type: text/plain\n\nclick f=\x00 here\n"
+        "--b\nContent-Type: text/html\n\n<p>x\x00y</p>\n"
+        "--b\nContent-Type: image/gif\nContent-ID: <c\x00id>\n\nGIF89a\n--b--\n",
+    )
+    parsed = parse_email(raw)
+    assert "click f= here" in parsed.text and "xy" in parsed.text
+    assert "NUL characters removed from the text" in parsed.defects
+    fields = [parsed.subject, parsed.message_id or "", parsed.thread_key, parsed.html or ""]
+    fields += [a.content_id or "" for a in parsed.attachments]
+    assert not any("\x00" in value for value in fields)
+
+
+def _address_values() -> list[str]:
+    values = [
+        '"Smith,  John" <j@x.com>, "A.B." <a@b.c>',
+        '"  spaced  " <a@b.c>',
+        '"" <a@b.c>, "[x]" <d@e.f>',
+        '"a" <b@c.d>, d@e.f (F G), H I <i@j.k>',
+    ]
+    for path in CORPUS_FILES:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)
+        for name, value in msg.raw_items():
+            if name.lower() in ("from", "to", "cc", "reply-to") and isinstance(value, str):
+                values.append(" ".join(value.split()))
+    return values
+
+
+def test_fast_address_reading_matches_the_policy_parser() -> None:
+    # The regex fast path must render exactly what email.policy.default would.
+    checked = 0
+    for value in _address_values():
+        fast = _plain_addresses(value)
+        if fast is None:
+            continue
+        slow = [str(a) for a in email.policy.default.header_fetch_parse("to", value).addresses]
+        assert fast == slow, value
+        checked += 1
+    assert checked > 300

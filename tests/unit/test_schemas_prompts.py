@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from triage.domain.prompts import PromptEmail, PromptImage, new_boundary, triage_messages
+from triage.domain.prompts import (
+    TRIAGE_AFTER,
+    PromptEmail,
+    PromptImage,
+    new_boundary,
+    triage_messages,
+)
 from triage.domain.schemas import (
     DEFAULT_CATEGORIES,
     TriageAnswer,
@@ -61,7 +67,7 @@ def test_strict_schema_requires_every_field_and_lists_categories() -> None:
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == set(schema["properties"])
     assert "suspicious" in schema["properties"]["category"]["enum"]
-    item = schema["$defs"]["ActionItemAnswer"]
+    item = schema["properties"]["action_items"]["items"]  # inlined: no $ref to follow
     assert set(item["required"]) == {"text", "owner", "due_date", "quote"}
     assert item["additionalProperties"] is False
 
@@ -84,7 +90,7 @@ def test_email_is_framed_by_a_fresh_boundary_it_cannot_forge() -> None:
     assert isinstance(user, str)
     # The boundary appears only where we put it: opening, closing and in the restated task.
     assert user.count(boundary) == 3
-    assert user.rstrip().endswith("contains_ai_instructions).")
+    assert user.rstrip().endswith(TRIAGE_AFTER.format(boundary=boundary))
     assert boundary in messages[0]["content"]
 
 

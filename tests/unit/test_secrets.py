@@ -50,3 +50,11 @@ def test_password_hash_verifies_only_the_right_password() -> None:
     assert verify_password("correct horse", stored)
     assert not verify_password("wrong", stored)
     assert not verify_password("x", "garbage")
+    assert not verify_password("correct horse", None)
+
+
+def test_password_hash_is_argon2id_and_salted() -> None:
+    first, second = hash_password("same"), hash_password("same")
+    assert first.startswith("$argon2id$")
+    assert first != second
+    assert "same" not in first

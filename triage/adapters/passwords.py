@@ -1,35 +1,30 @@
-"""Password hashing for console users (scrypt from the standard library)."""
+"""Password hashing for console users: Argon2id through argon2-cffi, with its safe defaults."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-_N, _R, _P = 2**14, 8, 1
+_hasher = PasswordHasher()
+# Verified against when a sign-in names no known user, so both cases take the same time.
+_DUMMY_HASH = _hasher.hash("no such user: a password nobody has")
 
 
 def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P)
-    return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(digest)}"
+    return _hasher.hash(password)
 
 
-def verify_password(password: str, stored: str) -> bool:
+def verify_password(password: str, stored: str | None) -> bool:
+    """True only for the right password; a missing or malformed hash is simply False."""
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-    except ValueError:
+        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
-    if scheme != "scrypt":
-        return False
-    computed = hashlib.scrypt(password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p))
-    return hmac.compare_digest(computed, _unb64(digest))
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def needs_rehash(stored: str) -> bool:
+    """True when the stored hash used weaker parameters than today's defaults."""
+    try:
+        return _hasher.check_needs_rehash(stored)
+    except InvalidHashError:
+        return True

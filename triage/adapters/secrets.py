@@ -59,7 +59,10 @@ class SecretBox:
 
     def rotate(self, token: str) -> str:
         """Re-encrypt under the first key (owner binding is kept)."""
-        return self._fernet.rotate(token.encode()).decode()
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken as exc:
+            raise SecretDecryptError("value does not decrypt with any key") from exc
 
 
 def generate_key() -> str:

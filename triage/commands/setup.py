@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from triage.adapters.db.session import transaction
-from triage.adapters.db.tables import MailAccount, ProviderSetting, User
-from triage.adapters.models.presets import default_capabilities, preset_for
+from triage.adapters.db.tables import MailAccount, User
+from triage.adapters.models.prices import parse_override
+from triage.adapters.oauth import preset as oauth_preset
 from triage.adapters.passwords import hash_password
-from triage.adapters.secrets import generate_key, last4
+from triage.adapters.secrets import generate_key
+from triage.pipeline.credentials import secret_owner
 from triage.runtime import Runtime
 
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "plain": 143}
@@ -54,7 +57,8 @@ def users_add(rt: Runtime, args: argparse.Namespace) -> str:
 
 
 def accounts_add(rt: Runtime, args: argparse.Namespace) -> str:
-    password = secret_from_env(args.password_env)
+    oauth = _oauth_request(args)
+    password = None if oauth else secret_from_env(args.password_env)
     with transaction(rt.db) as session:
         user = find_user(session, args.user)
         account = MailAccount(
@@ -67,63 +71,85 @@ def accounts_add(rt: Runtime, args: argparse.Namespace) -> str:
         )
         session.add(account)
         session.flush()  # the ID is part of what the password is bound to
-        account.password_enc = rt.secrets.encrypt(password, owner=f"mail_accounts:{account.id}")
-        return f"account {account.id} {account.username}@{account.host}:{account.port}"
+        where = f"account {account.id} {account.username}@{account.host}:{account.port}"
+        if oauth is None:
+            account.password_enc = rt.secrets.encrypt(
+                password or "", owner=secret_owner(account.id, "password")
+            )
+            return where
+        _store_oauth(rt, account, oauth)
+        return f"{where} (OAuth2 {oauth.provider}, token endpoint {oauth.token_url})"
 
 
-def providers_set(rt: Runtime, args: argparse.Namespace) -> str:
+@dataclass(frozen=True)
+class _OAuthRequest:
+    provider: str
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    scopes: tuple[str, ...]
+
+
+def _oauth_request(args: argparse.Namespace) -> _OAuthRequest | None:
+    """The OAuth2 options of `accounts add`, checked; None for a password account."""
+    if not args.oauth2:
+        if args.oauth_provider or args.refresh_token_env or args.client_id:
+            raise CommandError("OAuth2 options need --oauth2")
+        if not args.password_env:
+            raise CommandError("give --password-env VAR, or --oauth2 with its options")
+        return None
+    if args.password_env:
+        raise CommandError("--oauth2 accounts take no --password-env")
+    needed = ("oauth_provider", "client_id", "refresh_token_env")
+    missing = [name for name in needed if not getattr(args, name)]
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        raise CommandError(f"--oauth2 needs {flags}")
     try:
-        preset = preset_for(args.provider)
+        found = oauth_preset(args.oauth_provider, args.token_url)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    base_url = args.base_url or preset.base_url
-    if not base_url:
-        raise CommandError(f"provider {args.provider} needs --base-url")
-    api_key = secret_from_env(args.api_key_env) if args.api_key_env else ""
-    if preset.needs_key and not api_key:
-        raise CommandError(f"provider {args.provider} needs --api-key-env")
-    with transaction(rt.db) as session:
-        user = find_user(session, args.user)
-        position = _position(session, user.id, args.task, args.fallback_of)
-        setting = _replace_setting(session, user.id, args.task, position)
-        setting.provider, setting.base_url, setting.model = args.provider, base_url, args.model
-        setting.capabilities = default_capabilities(args.provider)
-        setting.valid, setting.invalid_reason = True, None
-        session.flush()
-        setting.api_key_enc = rt.secrets.encrypt(api_key, owner=f"provider_settings:{setting.id}")
-        setting.key_last4 = last4(api_key)
-        role = "primary" if position == 0 else f"fallback {position}"
-        return (
-            f"provider {setting.provider} model {setting.model} for {args.task} ({role}), "
-            f"key ...{setting.key_last4 or '----'}"
+    return _OAuthRequest(
+        provider=args.oauth_provider,
+        token_url=found.token_url,
+        client_id=args.client_id,
+        client_secret=secret_from_env(args.client_secret_env) if args.client_secret_env else "",
+        refresh_token=secret_from_env(args.refresh_token_env),
+        scopes=tuple(args.scope) if args.scope else found.scopes,
+    )
+
+
+def _store_oauth(rt: Runtime, account: MailAccount, oauth: _OAuthRequest) -> None:
+    """Settings in the clear, the client secret and refresh token encrypted and owner-bound."""
+    settings: dict[str, object] = {
+        "provider": oauth.provider,
+        "token_url": oauth.token_url,
+        "client_id": oauth.client_id,
+        "scopes": list(oauth.scopes),
+    }
+    if oauth.client_secret:
+        settings["client_secret_enc"] = rt.secrets.encrypt(
+            oauth.client_secret, owner=secret_owner(account.id, "client")
         )
+    account.auth_method = "oauth2"
+    account.oauth = settings
+    account.oauth_refresh_token_enc = rt.secrets.encrypt(
+        oauth.refresh_token, owner=secret_owner(account.id, "refresh")
+    )
 
 
-def _position(session: Session, user_id: int, task: str, fallback_of: str | None) -> int:
-    if not fallback_of:
-        return 0
-    rows = session.scalars(
-        select(ProviderSetting).where(
-            ProviderSetting.user_id == user_id, ProviderSetting.task == task
-        )
-    ).all()
-    if not any(row.provider == fallback_of for row in rows):
-        raise CommandError(f"no {task} provider {fallback_of} to fall back from")
-    return max(row.position for row in rows) + 1
-
-
-def _replace_setting(session: Session, user_id: int, task: str, position: int) -> ProviderSetting:
-    setting = session.scalars(
-        select(ProviderSetting).where(
-            ProviderSetting.user_id == user_id,
-            ProviderSetting.task == task,
-            ProviderSetting.position == position,
-        )
-    ).first()
-    if setting is None:
-        setting = ProviderSetting(user_id=user_id, task=task, position=position)
-        session.add(setting)
-    return setting
+def price_override(value: str | None) -> str | None:
+    """`--price IN/OUT` (USD per million tokens) checked and normalized, or None for the table."""
+    if not value:
+        return None
+    try:
+        pair = parse_override(value)
+    except (ArithmeticError, ValueError):
+        pair = None
+    if pair is None or "/" not in value or any(not p.is_finite() or p < 0 for p in pair):
+        raise CommandError(f"--price {value!r}: USD per million tokens as IN/OUT, e.g. 0.15/0.60")
+    return f"{pair[0]}/{pair[1]}"
 
 
 def keys_generate(_args: argparse.Namespace) -> str:

@@ -16,14 +16,21 @@ MAX_HEADER_CHARS = 2000
 # Raw values are cut before parsing so a 5 MB header costs no more than a normal one;
 # encoded words roughly triple the length of the text they carry, hence the headroom.
 _RAW_CAP = 4 * MAX_HEADER_CHARS
-# A fold (line break plus indentation) reads as one space; stray CR/LF are dropped.
-_FOLD = re.compile(r"[\r\n]+[ \t]*")
+# A fold (line break plus indentation) reads as one space; stray CR/LF are dropped, and so
+# are NULs, which nothing displays and Postgres text columns refuse.
+_FOLD = re.compile(r"[\r\n]+[ \t]*|\x00+")
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-# "addr@host" or "Plain Name <addr@host>" needs no quoting or decoding, so the (slow) policy
-# address parser would hand back exactly the same text.
+# "addr@host", "Plain Name <addr@host>", "\"Quoted, Name\" <addr@host>" and the old
+# "addr@host (Comment)" need no decoding, so they are read with regexes; the (slow) policy
+# address parser would hand back exactly the same text (the corpus tests compare the two).
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
-_PLAIN_ADDRESS = re.compile(rf"^(?:([{_ATEXT} ]*?)\s*<)?([{_ATEXT}.]+@[A-Za-z0-9.-]+)(?(1)>|)$")
+_ADDR_SPEC = rf"([{_ATEXT}.]+@[A-Za-z0-9.-]+)"
+_PLAIN_ADDRESS = re.compile(rf"^(?:([{_ATEXT} ]*?)\s*<)?{_ADDR_SPEC}(?(1)>|)$")
+_QUOTED_ADDRESS = re.compile(rf'^"([^"\\]*)"\s*<{_ADDR_SPEC}>$')
+_COMMENTED_ADDRESS = re.compile(rf"^{_ADDR_SPEC}\s*\([^()\\]*\)$")  # the comment is dropped
+# RFC 5322 specials: a display name holding one is written quoted.
+_SPECIALS = frozenset('()<>@,:;."[]')
 
 
 class HeaderReader:
@@ -110,16 +117,49 @@ class HeaderReader:
 
 
 def _plain_addresses(raw: str) -> list[str] | None:
-    if not raw.isascii() or "=?" in raw or any(ch in raw for ch in '"(:\\;'):
+    """The common address lists, as the policy parser would render them; None for the rest."""
+    if not raw.isascii() or "=?" in raw or any(ch in raw for ch in ":\\;"):
+        return None
+    if raw.count('"') % 2:
         return None
     found: list[str] = []
-    for item in raw.split(","):
-        match = _PLAIN_ADDRESS.match(item.strip())
-        if match is None:
+    for item in _split_list(raw) if raw.strip() else ():
+        address = _simple_address(item.strip())
+        if address is None:
             return None
-        display = " ".join((match.group(1) or "").split())
-        found.append(f"{display} <{match.group(2)}>" if display else match.group(2))
+        found.append(address)
     return found
+
+
+def _split_list(raw: str) -> list[str]:
+    """Splits at commas outside quoted display names (the quotes are balanced)."""
+    items: list[str] = []
+    current: list[str] = []
+    for index, piece in enumerate(raw.split('"')):
+        if index % 2:  # inside quotes
+            current.append(f'"{piece}"')
+            continue
+        first, *rest = piece.split(",")
+        current.append(first)
+        for part in rest:
+            items.append("".join(current))
+            current = [part]
+    items.append("".join(current))
+    return items
+
+
+def _simple_address(item: str) -> str | None:
+    if match := _PLAIN_ADDRESS.match(item):
+        display = " ".join((match.group(1) or "").split())
+    elif match := _QUOTED_ADDRESS.match(item):
+        display = match.group(1)
+        if not _SPECIALS.isdisjoint(display):
+            return f'"{display}" <{match.group(2)}>'
+    elif match := _COMMENTED_ADDRESS.match(item):
+        return match.group(1)
+    else:
+        return None
+    return f"{display} <{match.group(2)}>" if display else match.group(2)
 
 
 def _decode_8bit(value: str, hint: str | None) -> str:

@@ -158,5 +158,5 @@ def _simple_mime_header(raw: str) -> tuple[str, dict[str, str]] | None:
 def _content_id(raw: str | None) -> str | None:
     if not raw:
         return None
-    value = "".join(raw.split()).strip("<>")
+    value = _CONTROL.sub("", "".join(raw.split())).strip("<>")
     return value[:250] or None

@@ -182,6 +182,10 @@ class MimeWalk:
         text, defect = decode_bytes(data, info.charset)
         if defect:
             self.defects.append(defect)
+        if "\x00" in text:
+            # No reader ever sees a NUL, and Postgres text columns refuse to store one.
+            text = text.replace("\x00", "")
+            self.defects.append("NUL characters removed from the text")
         if info.content_type == "text/html":
             self.html_sources.append(text)
             if self.html is None:

@@ -58,5 +58,5 @@ def _as_text(value: object) -> str | None:
     if isinstance(value, bytes):
         value = decode_bytes(value, None)[0]
     if isinstance(value, str) and value.strip("\x00").strip():
-        return value.strip("\x00")
+        return value.replace("\x00", "")  # padding, and nothing a database text column takes
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from enum import StrEnum
 from typing import Any
@@ -32,17 +33,45 @@ class Category(BaseModel):
 
 
 DEFAULT_CATEGORIES: tuple[Category, ...] = (
-    Category(name="needs_reply", description="A person expects a written answer from me."),
-    Category(name="action_required", description="I must do something (pay, sign, fix, decide)."),
-    Category(name="meeting", description="Meeting invitations, calendar changes, scheduling."),
-    Category(name="fyi", description="Information for me from a person; no answer expected."),
-    Category(name="newsletter", description="Newsletters, digests and mailing-list posts."),
-    Category(name="marketing", description="Promotions, offers, advertising, cold sales."),
-    Category(name="receipt", description="Receipts, invoices, orders, billing statements."),
-    Category(name="notification", description="Automated notices from services and systems."),
-    Category(name="personal", description="Personal mail from friends or family."),
-    Category(name="suspicious", description="Phishing, scams, fraud or malware attempts."),
+    Category(name="needs_reply", description="a person expects an answer from me"),
+    Category(name="action_required", description="I must do something: pay, sign, fix, decide"),
+    Category(name="meeting", description="invitations, calendar changes, scheduling"),
+    Category(name="fyi", description="information from a person, no answer expected"),
+    Category(name="newsletter", description="newsletters, digests, mailing-list posts"),
+    Category(name="marketing", description="promotions, offers, cold sales"),
+    Category(name="receipt", description="receipts, invoices, orders, billing"),
+    Category(name="notification", description="automated notices from services"),
+    Category(name="personal", description="friends and family"),
+    Category(name="suspicious", description="phishing, scams, fraud, malware"),
 )
+CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+MAX_CATEGORIES = 30
+
+
+def parse_categories(value: object) -> tuple[Category, ...]:
+    """A user's categories from JSON ([{name, description}, ...]); None means the defaults.
+
+    Raises ValueError with what is wrong, so a bad setting is refused when it is saved.
+    """
+    if value is None:
+        return DEFAULT_CATEGORIES
+    if not isinstance(value, list) or not value:
+        raise ValueError("categories must be a non-empty JSON list of {name, description}")
+    if len(value) > MAX_CATEGORIES:
+        raise ValueError(f"at most {MAX_CATEGORIES} categories")
+    found: list[Category] = []
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"each category needs a name and a description, got {entry!r}")
+        name, description = entry["name"], str(entry.get("description") or "").strip()
+        if not CATEGORY_NAME.match(name):
+            raise ValueError(f"category name {name!r}: use lowercase letters, digits and _")
+        if not description or len(description) > 200:
+            raise ValueError(f"category {name!r} needs a description of 1 to 200 characters")
+        found.append(Category(name=name, description=" ".join(description.split())))
+    if len({c.name for c in found}) != len(found):
+        raise ValueError("category names must be unique")
+    return tuple(found)
 
 
 class _Strict(BaseModel):
@@ -83,6 +112,12 @@ class DraftAnswer(_Strict):
     body: str = Field(min_length=1, description="The reply text only, ready to edit and send.")
 
 
+class StyleAnswer(_Strict):
+    """How the owner writes, learned from their sent mail in one call."""
+
+    profile: str = Field(min_length=1, max_length=2000)
+
+
 def validate_category(answer: TriageAnswer, categories: tuple[Category, ...]) -> None:
     """Raise ValueError when the model chose a label the user does not have."""
     names = {category.name for category in categories}
@@ -93,20 +128,44 @@ def validate_category(answer: TriageAnswer, categories: tuple[Category, ...]) ->
 def strict_json_schema(
     model: type[BaseModel], categories: tuple[Category, ...] = ()
 ) -> dict[str, Any]:
-    """The JSON schema in the flat, all-required form the strict dialects accept."""
-    schema = model.model_json_schema()
+    """The flat, all-required JSON schema the strict dialects accept, as small as it can be.
+
+    Every token of it is paid on every call, so titles, descriptions and constraints that
+    pydantic checks anyway are left out, and definitions are inlined (no $ref to follow).
+    """
+    full = model.model_json_schema()
+    schema: dict[str, Any] = _compact(full, full.get("$defs", {}))
     if categories and "category" in schema.get("properties", {}):
-        schema["properties"]["category"]["enum"] = [category.name for category in categories]
-    _require_everything(schema)
-    for definition in schema.get("$defs", {}).values():
-        _require_everything(definition)
+        schema["properties"]["category"] = {
+            "type": "string",
+            "enum": [category.name for category in categories],
+        }
     return schema
 
 
-def _require_everything(schema: dict[str, Any]) -> None:
-    properties = schema.get("properties")
-    if isinstance(properties, dict):
-        schema["required"] = list(properties)
-        schema["additionalProperties"] = False
-        for prop in properties.values():
-            prop.pop("default", None)
+_DROPPED = frozenset(
+    {"title", "description", "default", "format", "minLength", "maxLength", "maxItems"}
+    | {"minimum", "maximum"}
+)
+
+
+def _compact(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_compact(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _compact(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+    options = node.get("anyOf")
+    if options and all(isinstance(o, dict) and set(o) <= {"type", "format"} for o in options):
+        # anyOf [{type: string}, {type: null}] is the same as type [string, null], shorter.
+        return {"type": [option["type"] for option in options]}
+    out = {
+        key: _compact(value, defs)
+        for key, value in node.items()
+        if key not in _DROPPED and key != "$defs"
+    }
+    if isinstance(out.get("properties"), dict):
+        out["required"] = list(out["properties"])
+        out["additionalProperties"] = False
+    return out

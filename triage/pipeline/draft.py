@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -14,8 +14,11 @@ from triage.adapters.db.tables import Draft, MailAccount, Message, TriageResult,
 from triage.adapters.secrets import SecretBox
 from triage.config import Settings
 from triage.domain import statuses
+from triage.domain.drafts import clean_draft
 from triage.domain.prompts import DRAFT_PROMPT_VERSION, draft_messages, new_boundary
 from triage.domain.schemas import DraftAnswer, strict_json_schema
+from triage.pipeline.budget import over_budget_reason
+from triage.pipeline.fallbacks import ModelRequest, ask_with_fallbacks
 from triage.pipeline.model_calls import (
     StageOutcome,
     provider_configs,
@@ -23,9 +26,9 @@ from triage.pipeline.model_calls import (
     remember_capabilities,
     set_status,
 )
-from triage.pipeline.ports import ModelPort, ModelReply, ProviderConfig, ProviderError
-from triage.pipeline.prompt_input import prompt_email
-from triage.pipeline.provider_failures import handle_provider_error
+from triage.pipeline.ports import Enqueuer, ModelPort, ModelReply, ProviderConfig
+from triage.pipeline.prompt_input import prompt_email, reply_language
+from triage.pipeline.write_back import write_back_wanted
 
 log = logging.getLogger(__name__)
 TASK = "draft"
@@ -36,6 +39,7 @@ class _Claim:
     user_id: int
     config: ProviderConfig
     messages: list[dict[str, Any]]
+    thread_text: str = ""  # links in the draft must appear here
 
 
 def draft_message(
@@ -46,38 +50,49 @@ def draft_message(
     model: ModelPort,
     secrets: SecretBox,
     settings: Settings,
+    enqueue: Enqueuer | None = None,
 ) -> StageOutcome:
     """One draft per message, even when the task is delivered twice (a unique key decides)."""
     claim = _claim(db, message_id, secrets, settings)
     if isinstance(claim, StageOutcome):
         return claim
-    try:
-        reply = model.ask(
-            claim.config,
-            messages=claim.messages,
-            answer_type=DraftAnswer,
-            schema_name="draft",
-            json_schema=strict_json_schema(DraftAnswer),
-        )
-    except ProviderError as exc:
-        return handle_provider_error(
-            db,
-            exc,
-            message_id=message_id,
-            user_id=claim.user_id,
-            config=claim.config,
-            task=TASK,
-            attempt=attempt,
-            settings=settings,
-        )
-    return _store(db, message_id, claim, reply)
+    request = ModelRequest(
+        messages=claim.messages,
+        answer_type=DraftAnswer,
+        schema_name="draft",
+        json_schema=strict_json_schema(DraftAnswer),
+    )
+    answered = ask_with_fallbacks(
+        request,
+        first=claim.config,
+        message_id=message_id,
+        user_id=claim.user_id,
+        task=TASK,
+        attempt=attempt,
+        db=db,
+        model=model,
+        secrets=secrets,
+        settings=settings,
+    )
+    if isinstance(answered, StageOutcome):
+        return answered
+    # The draft names the setting that wrote it, which may be a fallback.
+    outcome = _store(db, message_id, replace(claim, config=answered.config), answered.reply)
+    # Committed: now it may be APPENDed to the user's Drafts folder, if the account wants that.
+    if (
+        enqueue is not None
+        and outcome.status == statuses.DRAFTED
+        and write_back_wanted(db=db, message_id=message_id)
+    ):
+        enqueue.write_back(message_id)
+    return outcome
 
 
 def _claim(
     db: SessionFactory, message_id: int, secrets: SecretBox, settings: Settings
 ) -> _Claim | StageOutcome:
     with transaction(db) as session:
-        message = session.get(Message, message_id)
+        message = session.get(Message, message_id, with_for_update=True)
         if message is None:
             return StageOutcome(status="missing")
         wants_reply = session.scalar(
@@ -90,22 +105,33 @@ def _claim(
         if not wants_reply or already is not None:
             return StageOutcome(status=message.status, detail="no draft needed")
         user = session.get_one(User, session.get_one(MailAccount, message.account_id).user_id)
+        reason = over_budget_reason(session, user_id=user.id)
+        if reason is not None:  # `triage retry --status over_budget` brings it back
+            set_status(message, statuses.OVER_BUDGET, f"draft: {reason}")
+            return StageOutcome(status=statuses.OVER_BUDGET, detail=message.error)
         configs = provider_configs(session, user_id=user.id, task=TASK, secrets=secrets)
         if not configs:
             message.error = "draft: no valid model is configured for this user"
             return StageOutcome(status=message.status, detail=message.error)
-        email = prompt_email(message, max_images=0)
-        style = user.style_note
+        email = prompt_email(message, max_images=0, session=session)
+        style_note, style_profile = user.style_note, user.style_profile
     messages = draft_messages(
-        email, style_note=style, max_chars=settings.prompt_max_chars, boundary=new_boundary()
+        email,
+        style_note=style_note,
+        style_profile=style_profile,
+        language=reply_language(email.text),
+        max_chars=settings.prompt_max_chars,
+        boundary=new_boundary(),
     )
-    return _Claim(user_id=user.id, config=configs[0], messages=messages)
+    thread = "\n".join([email.subject, email.text, *(m.text for m in email.earlier)])
+    return _Claim(user_id=user.id, config=configs[0], messages=messages, thread_text=thread)
 
 
 def _store(
     db: SessionFactory, message_id: int, claim: _Claim, reply: ModelReply[DraftAnswer]
 ) -> StageOutcome:
     config, usage = claim.config, reply.usage
+    draft = clean_draft(reply.answer.body, thread_text=claim.thread_text)
     try:
         with transaction(db) as session:
             entry = record_usage(
@@ -120,7 +146,8 @@ def _store(
             session.add(
                 Draft(
                     message_id=message_id,
-                    body=reply.answer.body.strip(),
+                    body=draft.body or reply.answer.body.strip(),
+                    flags=list(draft.flags),
                     provider=config.provider,
                     model=config.model,
                     prompt_version=DRAFT_PROMPT_VERSION,

@@ -3,49 +3,64 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import date
 from typing import Protocol
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
 
-from triage.adapters.db.session import SessionFactory, transaction
-from triage.adapters.db.tables import FolderState, MailAccount, Message
-from triage.adapters.imap import FolderStatus, ImapAuthError, ImapError, ImapLogin
+from triage.adapters.db.session import SessionFactory
+from triage.adapters.db.tables import MailAccount
+from triage.adapters.imap import FolderStatus, ImapError, ImapLogin
 from triage.adapters.secrets import SecretBox
 from triage.config import Settings
+from triage.pipeline.account_status import record_failure, record_success
 from triage.pipeline.credentials import imap_login
-from triage.pipeline.message_store import NewMessage, store_message
+from triage.pipeline.ingest_store import (
+    Counts,
+    Fetcher,
+    Where,
+    ingest_uids,
+    prepare_folder_state,
+    set_remaining,
+    skip_to,
+)
 from triage.pipeline.ports import Enqueuer
+from triage.pipeline.sync_lease import Lease, LeaseLost, acquire, fetcher_id
 
 log = logging.getLogger(__name__)
 
+# A poll that finds the account busy (the listener is fetching) waits this long, then skips.
+POLL_LEASE_WAIT_SECONDS = 10.0
 
-class Mailbox(Protocol):
+
+class Mailbox(Fetcher, Protocol):
     def select(self, folder: str) -> FolderStatus: ...
 
-    def uids_from(self, first_uid: int) -> list[int]: ...
-
-    def sizes(self, uids: Sequence[int]) -> dict[int, int]: ...
-
-    def bodies(self, uids: Sequence[int]) -> dict[int, bytes]: ...
+    def uids_from(self, first_uid: int, *, since: date | None = None) -> list[int]: ...
 
 
 MailboxOpener = Callable[[ImapLogin], AbstractContextManager[Mailbox]]
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, int], None]  # folder, messages done, messages planned
 
 
-@dataclass
-class SyncReport:
+@dataclass(frozen=True)
+class SyncLimits:
+    """How far a first sync reaches back (`since`), and how much one pass takes (`max_messages`)."""
+
+    since: date | None = None
+    max_messages: int | None = None
+
+
+@dataclass(kw_only=True)
+class SyncReport(Counts):
     account_id: int
-    stored: int = 0
-    duplicates: int = 0
-    too_large: int = 0
-    failed: int = 0
-    remaining: int = 0
+    remaining: int = 0  # over --max: fetched by the next pass
+    skipped_old: int = 0  # older than --since at a first sync: left on the server
+    busy: bool = False  # another fetcher held the account
     error: str | None = None
     folders: list[str] = field(default_factory=list)
 
@@ -59,41 +74,83 @@ def sync_account(
     enqueue: Enqueuer,
     settings: Settings,
     max_messages: int | None = None,
+    since: date | None = None,
     progress: Progress | None = None,
+    lease_wait: float = POLL_LEASE_WAIT_SECONDS,
+    stop: threading.Event | None = None,
 ) -> SyncReport:
-    """One pass over every folder of an account; the account row records how it went."""
+    """One pass over every folder of an account, holding its lease; the account row records
+    how it went. An account another fetcher holds for longer than `lease_wait` is `busy`."""
     report = SyncReport(account_id=account_id)
-    with db() as session:
-        account = session.get_one(MailAccount, account_id)
-        login = imap_login(account, secrets)
-        folders = list(account.folders or ["INBOX"])
+    lease = acquire(
+        db,
+        account_id=account_id,
+        owner=fetcher_id(),
+        seconds=settings.sync_lease_seconds,
+        wait=lease_wait,
+        stop=stop,
+    )
+    if lease is None:
+        report.busy = True
+        return report
     try:
-        with open_mailbox(login) as mailbox:
-            for folder in folders:
-                report.folders.append(folder)
-                _sync_folder(
-                    mailbox,
-                    account_id,
-                    folder,
-                    db,
-                    enqueue,
-                    settings,
-                    report,
-                    max_messages,
-                    progress,
-                )
-    except ImapAuthError as exc:
-        report.error = str(exc)
-        _record_failure(db, account_id, "auth_failed", report.error)
-    except ImapError as exc:
-        report.error = str(exc)
-        _record_failure(db, account_id, "error", report.error)
-    else:
-        _record_success(db, account_id)
+        limits = SyncLimits(since=since, max_messages=max_messages)
+        _sync_folders(
+            report, db, open_mailbox, secrets, enqueue, settings, limits, progress, lease, stop
+        )
+    except LeaseLost as exc:
+        log.warning("%s", exc)
+        report.busy = True
+    finally:
+        _release(lease)
     return report
 
 
-def _sync_folder(
+def _sync_folders(
+    report: SyncReport,
+    db: SessionFactory,
+    open_mailbox: MailboxOpener,
+    secrets: SecretBox,
+    enqueue: Enqueuer,
+    settings: Settings,
+    limits: SyncLimits,
+    progress: Progress | None,
+    lease: Lease,
+    stop: threading.Event | None,
+) -> None:
+    account_id = report.account_id
+    with db() as session:
+        account = session.get_one(MailAccount, account_id)
+        folders = list(account.folders or ["INBOX"])
+    try:
+        login = imap_login(account_id=account_id, db=db, secrets=secrets)
+        with open_mailbox(login) as mailbox:
+            for folder in folders:
+                if stop is not None and stop.is_set():
+                    return
+                report.folders.append(folder)
+                sync_folder(
+                    mailbox=mailbox,
+                    account_id=account_id,
+                    folder=folder,
+                    db=db,
+                    enqueue=enqueue,
+                    settings=settings,
+                    report=report,
+                    limits=limits,
+                    progress=progress,
+                    lease=lease,
+                    stop=stop,
+                )
+    except ImapError as exc:
+        report.error = str(exc)
+        record_failure(db, account_id, exc)
+    else:
+        record_success(db, account_id)
+
+
+def sync_folder(
+    *,
     mailbox: Mailbox,
     account_id: int,
     folder: str,
@@ -101,133 +158,70 @@ def _sync_folder(
     enqueue: Enqueuer,
     settings: Settings,
     report: SyncReport,
-    max_messages: int | None,
-    progress: Progress | None,
+    limits: SyncLimits = SyncLimits(),
+    progress: Progress | None = None,
+    lease: Lease | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
+    """Fetch a folder above its mark in batches; memory holds one batch of bodies at most.
+
+    The caller holds the account's lease (and passes it, to be renewed every batch)."""
     status = mailbox.select(folder)
-    high_water = _prepare_folder_state(db, account_id, folder, status.uidvalidity)
-    uids = mailbox.uids_from(high_water + 1)
-    if max_messages is not None:
-        report.remaining += max(0, len(uids) - max_messages)
-        uids = uids[:max_messages]
+    where = Where(account_id=account_id, folder=folder, uidvalidity=status.uidvalidity)
+    plan = _plan(mailbox, prepare_folder_state(db, where), limits)
+    report.skipped_old += plan.skipped_old
+    report.remaining += plan.left
+    set_remaining(db, where, plan.skipped_old + plan.left)
+    if progress is not None:
+        progress(folder, 0, len(plan.uids))
     done = 0
-    for batch in _chunks(uids, settings.fetch_batch_size):
-        new_ids = _ingest_batch(
-            mailbox, account_id, folder, status.uidvalidity, batch, db, settings, report
+    for batch in _chunks(plan.uids, settings.fetch_batch_size):
+        if stop is not None and stop.is_set():
+            report.remaining += len(plan.uids) - done
+            return
+        ingest_uids(
+            fetcher=mailbox,
+            where=where,
+            uids=batch,
+            db=db,
+            enqueue=enqueue,
+            settings=settings,
+            counts=report,
+            lease=lease,
         )
-        for message_id in new_ids:
-            enqueue.triage(message_id)
-        _mark_queued(db, new_ids)
         done += len(batch)
         if progress is not None:
-            progress(folder, done, len(uids))
+            progress(folder, done, len(plan.uids))
+    if plan.left == 0 and plan.skipped_old:
+        skip_to(db, where, plan.top)  # what --since left behind stays behind
 
 
-def _ingest_batch(
-    mailbox: Mailbox,
-    account_id: int,
-    folder: str,
-    uidvalidity: int,
-    batch: Sequence[int],
-    db: SessionFactory,
-    settings: Settings,
-    report: SyncReport,
-) -> list[int]:
-    """Store one batch and advance the mark in the same transaction; return IDs to enqueue."""
-    sizes = mailbox.sizes(batch)
-    small = [uid for uid in batch if sizes.get(uid, 0) <= settings.max_message_bytes]
-    bodies = mailbox.bodies(small)
-    new_ids: list[int] = []
-    with transaction(db) as session:
-        for uid in batch:
-            if uid not in sizes:
-                continue  # expunged between SEARCH and FETCH
-            item = NewMessage(
-                account_id=account_id,
-                folder=folder,
-                uidvalidity=uidvalidity,
-                uid=uid,
-                size=sizes[uid],
-                raw=bodies.get(uid),
-            )
-            outcome = store_message(session, item, settings=settings)
-            _count(report, outcome.status)
-            if outcome.message_id is not None and outcome.status == "received":
-                new_ids.append(outcome.message_id)
-        _advance_mark(session, account_id, folder, max(batch))
-    return new_ids
+@dataclass(frozen=True)
+class _Plan:
+    uids: list[int]  # to fetch this pass, ascending
+    skipped_old: int
+    left: int
+    top: int
 
 
-def _count(report: SyncReport, status: str) -> None:
-    if status == "duplicate":
-        report.duplicates += 1
-        return
-    report.stored += 1
-    if status == "too_large":
-        report.too_large += 1
-    elif status == "failed":
-        report.failed += 1
+def _plan(mailbox: Mailbox, high_water: int, limits: SyncLimits) -> _Plan:
+    every = mailbox.uids_from(high_water + 1)
+    uids = every
+    if high_water == 0 and limits.since is not None and every:
+        uids = mailbox.uids_from(1, since=limits.since)
+    skipped_old = len(every) - len(uids)
+    left = 0
+    if limits.max_messages is not None and len(uids) > limits.max_messages:
+        left = len(uids) - limits.max_messages
+        uids = uids[: limits.max_messages]
+    return _Plan(uids=uids, skipped_old=skipped_old, left=left, top=every[-1] if every else 0)
 
 
-def _prepare_folder_state(
-    db: SessionFactory, account_id: int, folder: str, uidvalidity: int
-) -> int:
-    """The UID to continue after; a new UIDVALIDITY restarts the folder from the top."""
-    with transaction(db) as session:
-        state = _folder_state(session, account_id, folder)
-        if state is None:
-            session.add(
-                FolderState(
-                    account_id=account_id, folder=folder, uidvalidity=uidvalidity, high_water_uid=0
-                )
-            )
-            return 0
-        if state.uidvalidity != uidvalidity:
-            log.warning("account %s folder %s: UIDVALIDITY changed, resyncing", account_id, folder)
-            state.uidvalidity = uidvalidity
-            state.high_water_uid = 0
-        return state.high_water_uid
-
-
-def _advance_mark(session: Session, account_id: int, folder: str, uid: int) -> None:
-    state = _folder_state(session, account_id, folder)
-    if state is not None and uid > state.high_water_uid:
-        state.high_water_uid = uid
-
-
-def _folder_state(session: Session, account_id: int, folder: str) -> FolderState | None:
-    return session.scalars(
-        select(FolderState).where(
-            FolderState.account_id == account_id, FolderState.folder == folder
-        )
-    ).one_or_none()
-
-
-def _mark_queued(db: SessionFactory, message_ids: list[int]) -> None:
-    if not message_ids:
-        return
-    with transaction(db) as session:
-        for message in session.scalars(select(Message).where(Message.id.in_(message_ids))):
-            if message.status == "received":
-                message.status = "queued"
-                message.status_changed_at = datetime.now(UTC)
-
-
-def _record_failure(db: SessionFactory, account_id: int, status: str, error: str) -> None:
-    log.warning("account %s sync failed: %s", account_id, error)
-    with transaction(db) as session:
-        account = session.get_one(MailAccount, account_id)
-        account.status = status
-        account.last_error = error
-        account.consecutive_failures += 1
-
-
-def _record_success(db: SessionFactory, account_id: int) -> None:
-    with transaction(db) as session:
-        account = session.get_one(MailAccount, account_id)
-        account.status = "ok"
-        account.last_success_at = datetime.now(UTC)
-        account.consecutive_failures = 0
+def _release(lease: Lease) -> None:
+    try:
+        lease.release()
+    except SQLAlchemyError as exc:  # it expires on its own; the sync's outcome matters more
+        log.warning("account %s: could not release the sync lease: %s", lease.account_id, exc)
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage.adapters.db.tables import Message, ProviderSetting, UsageEntry
-from triage.adapters.models.prices import call_cost
+from triage.adapters.models.prices import call_cost, parse_override
 from triage.adapters.secrets import SecretBox, SecretDecryptError
 from triage.pipeline.ports import ProviderConfig, Usage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -22,12 +26,17 @@ class StageOutcome:
     status: str
     retry_after: float | None = None
     detail: str | None = None
+    # False for our own pacing: the wait is not a failed try and must not use up the retries.
+    counts_as_attempt: bool = True
 
 
 def provider_configs(
     session: Session, *, user_id: int, task: str, secrets: SecretBox
 ) -> list[ProviderConfig]:
-    """The user's own valid settings for a task, primary first; draft falls back to classify."""
+    """The user's own valid settings for a task, primary first; other tasks fall back to classify.
+
+    Only this user's rows are ever read: never another user's key, never a house key.
+    """
     for wanted in (task, "classify") if task != "classify" else (task,):
         rows = session.scalars(
             select(ProviderSetting)
@@ -35,17 +44,38 @@ def provider_configs(
             .order_by(ProviderSetting.position)
         ).all()
         if rows:
-            return [_decrypted(row, secrets) for row in rows if row.valid]
+            return [config for row in rows if row.valid and (config := usable_config(row, secrets))]
     return []
 
 
-def _decrypted(row: ProviderSetting, secrets: SecretBox) -> ProviderConfig:
+def fallback_after(
+    session: Session, *, setting_id: int, secrets: SecretBox
+) -> ProviderConfig | None:
+    """The same user's next valid setting for the same task, after the given one; else None."""
+    current = session.get_one(ProviderSetting, setting_id)
+    rows = session.scalars(
+        select(ProviderSetting)
+        .where(
+            ProviderSetting.user_id == current.user_id,
+            ProviderSetting.task == current.task,
+            ProviderSetting.position > current.position,
+            ProviderSetting.valid.is_(True),
+        )
+        .order_by(ProviderSetting.position)
+    ).all()
+    return next((config for row in rows if (config := usable_config(row, secrets))), None)
+
+
+def usable_config(row: ProviderSetting, secrets: SecretBox) -> ProviderConfig | None:
+    """The setting with its key decrypted; None when the key does not decrypt here."""
     api_key = ""
     if row.api_key_enc:
         try:
             api_key = secrets.decrypt(row.api_key_enc, owner=f"provider_settings:{row.id}")
-        except SecretDecryptError:
-            api_key = ""
+        except SecretDecryptError as exc:
+            # Sending no key would earn a 401 and disable a setting that is fine: skip it.
+            log.warning("provider setting %s skipped: %s", row.id, exc)
+            return None
     return ProviderConfig(
         setting_id=row.id,
         provider=row.provider,
@@ -53,6 +83,7 @@ def _decrypted(row: ProviderSetting, secrets: SecretBox) -> ProviderConfig:
         model=row.model,
         api_key=api_key,
         capabilities=dict(row.capabilities or {}),
+        requests_per_minute=row.requests_per_minute,
     )
 
 
@@ -72,7 +103,7 @@ def record_usage(
     session: Session,
     *,
     user_id: int,
-    message_id: int,
+    message_id: int | None,
     task: str,
     config: ProviderConfig,
     usage: Usage,
@@ -94,11 +125,18 @@ def record_usage(
             model=config.model,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
+            override=_price_override(session, config.setting_id),
         ),
         outcome=outcome,
     )
     session.add(entry)
     return entry
+
+
+def _price_override(session: Session, setting_id: int) -> tuple[Decimal, Decimal] | None:
+    """The setting's own price (self-hosted or negotiated), which beats the public table."""
+    row = session.get(ProviderSetting, setting_id)
+    return parse_override(row.price_override) if row is not None else None
 
 
 def set_status(message: Message, status: str, error: str | None = None) -> None:
@@ -108,5 +146,9 @@ def set_status(message: Message, status: str, error: str | None = None) -> None:
 
 
 def backoff_seconds(attempt: int, *, base: float = 5.0, cap: float = 300.0) -> float:
-    """Exponential backoff with full jitter, so retries from many workers spread out."""
-    return random.uniform(base, min(cap, base * 2 ** max(0, attempt - 1)) + base)
+    """Exponential backoff with jitter, so retries from many workers spread out.
+
+    Attempt n waits between base * 2**(n-1) / 2 and base * 2**(n-1), never more than `cap`.
+    """
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)

@@ -21,6 +21,7 @@ class ProviderConfig:
     model: str
     api_key: str = field(repr=False)
     capabilities: dict[str, Any] = field(default_factory=dict)
+    requests_per_minute: int | None = None  # the user's own limit for this key; None: no limit
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,20 @@ class ProviderRateLimited(ProviderError):
         self.retry_after = retry_after
 
 
+class ProviderThrottled(ProviderRateLimited):
+    """Our own per-key bucket is empty: wait `retry_after`; the provider was not called."""
+
+
 class ProviderUnavailable(ProviderError):
     """5xx, timeout or connection error: retried with backoff, a bounded number of times."""
 
 
 class ProviderRejected(ProviderError):
     """A 4xx other than auth and rate limits: the request itself is refused (capability, policy)."""
+
+
+class ProviderRefused(ProviderRejected):
+    """The model answered with a refusal, or a content filter blocked the answer."""
 
 
 class InvalidModelOutput(ProviderError):
@@ -101,3 +110,11 @@ class Enqueuer(Protocol):
     def triage(self, message_id: int) -> None: ...
 
     def draft(self, message_id: int) -> None: ...
+
+    def write_back(self, message_id: int) -> None:
+        """Tag/move the message and APPEND its draft in the user's mailbox (IMAP work)."""
+        ...
+
+    def rerun(self, request_id: int) -> None:
+        """Triage a message again as a console re-run request says (rerun_requests row)."""
+        ...

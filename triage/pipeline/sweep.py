@@ -6,10 +6,10 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 
 from triage.adapters.db.session import SessionFactory, transaction
-from triage.adapters.db.tables import Message
+from triage.adapters.db.tables import Draft, Message, TriageResult
 from triage.domain import statuses
 from triage.pipeline.model_calls import set_status
 from triage.pipeline.ports import Enqueuer
@@ -20,13 +20,15 @@ log = logging.getLogger(__name__)
 def sweep_stuck(
     *, db: SessionFactory, enqueue: Enqueuer, older_than: timedelta, limit: int = 1000
 ) -> int:
-    """Re-enqueue unfinished messages untouched for a while (a lost broker loses no mail)."""
+    """Re-enqueue unfinished messages untouched for a while (a lost broker loses no mail),
+    and triaged ones whose draft task was lost."""
     cutoff = datetime.now(UTC) - older_than
     with transaction(db) as session:
         ids = list(
             session.scalars(
                 select(Message.id)
-                .where(Message.status.in_(statuses.UNFINISHED), Message.status_changed_at < cutoff)
+                .where(Message.status_changed_at < cutoff)
+                .where(or_(Message.status.in_(statuses.UNFINISHED), _draft_lost()))
                 .order_by(Message.id)
                 .limit(limit)
             )
@@ -37,6 +39,18 @@ def sweep_stuck(
     if ids:
         log.info("sweeper re-enqueued %d stuck messages", len(ids))
     return len(ids)
+
+
+def _draft_lost() -> ColumnElement[bool]:
+    """Triaged, wanting a reply, no draft and no draft error: the draft task was lost (a worker
+    killed after the result was stored); triage's resume path re-enqueues the draft."""
+    wants = (
+        select(TriageResult.id)
+        .where(TriageResult.message_id == Message.id, TriageResult.needs_reply.is_(True))
+        .exists()
+    )
+    drafted = select(Draft.id).where(Draft.message_id == Message.id).exists()
+    return and_(Message.status == statuses.TRIAGED, Message.error.is_(None), wants, ~drafted)
 
 
 def retry_messages(

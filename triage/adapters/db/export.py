@@ -1,4 +1,4 @@
-"""Messages with their results as plain dicts for `triage export` (never a key or password)."""
+"""Messages with their results, and reviewed results as a labelled set, for `triage export`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,18 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
-from triage.adapters.db.tables import ActionItem, Attachment, Draft, Message, TriageResult
+from triage.adapters.db.tables import (
+    ActionItem,
+    Attachment,
+    Draft,
+    MailAccount,
+    Message,
+    Review,
+    TriageResult,
+    User,
+)
 
 CHUNK = 500
 
@@ -127,3 +136,47 @@ def _draft_dict(draft: Draft | None) -> dict[str, Any] | None:
     if draft is None:
         return None
     return {"body": draft.body, "status": draft.status, "model": draft.model}
+
+
+def export_reviewed(session: Session, *, user_id: int | None = None) -> Iterator[dict[str, Any]]:
+    """`triage export --reviewed`: one labelled example per reviewed result, in review order.
+
+    The label is the reviewer's final word (their newest review of that result); the model's
+    answer is kept beside it, so the set measures a model as well as it trains one.
+    """
+    newest = select(func.max(Review.id).label("id")).group_by(Review.result_id).subquery("newest")
+    stmt = (
+        select(Review, TriageResult, Message, User.email)
+        .join(newest, newest.c.id == Review.id)
+        .join(TriageResult, TriageResult.id == Review.result_id)
+        .join(Message, Message.id == TriageResult.message_id)
+        .join(User, User.id == Review.reviewer_id)
+        .options(defer(Message.raw), defer(Message.html_body))
+        .order_by(Review.id)
+    )
+    if user_id is not None:
+        stmt = stmt.join(MailAccount, MailAccount.id == Message.account_id).where(
+            MailAccount.user_id == user_id
+        )
+    for review, result, message, reviewer in session.execute(
+        stmt.execution_options(yield_per=CHUNK)
+    ).tuples():
+        yield {
+            "result_id": result.id,
+            "message_id": message.id,
+            "account": message.account_id,
+            "subject": message.subject,
+            "from": message.from_addr,
+            "date": message.sent_at.isoformat() if message.sent_at else None,
+            "text": message.text_body,
+            "label": review.to_category,
+            "model_category": result.category,
+            "changed": review.to_category != result.category,
+            "note": review.note,
+            "reviewer": reviewer,
+            "reviewed_at": review.created_at.isoformat() if review.created_at else None,
+            "provider": result.provider,
+            "model": result.model,
+            "prompt_version": result.prompt_version,
+            "confidence": result.confidence,
+        }

@@ -13,14 +13,19 @@ from sqlalchemy.orm import Session, sessionmaker
 SessionFactory = sessionmaker[Session]
 
 
-def make_engine(url: str) -> Engine:
-    """An engine that survives restarts (pre-ping) and, on SQLite, many threads."""
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine that survives restarts (pre-ping) and, on SQLite, many threads.
+
+    `pool_size` should cover the threads that may each hold a connection at once (a worker's
+    concurrency): connections beyond it are overflow, opened and closed per use, and each
+    new Postgres connection costs a backend fork and an authentication round trip.
+    """
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 4)
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

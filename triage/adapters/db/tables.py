@@ -106,6 +106,18 @@ class Message(Base):
         UniqueConstraint("account_id", "folder", "uidvalidity", "uid", name="uq_message_identity"),
         Index("ix_messages_account_raw_sha256", "account_id", "raw_sha256"),
         Index("ix_messages_status_changed", "status", "status_changed_at"),
+        # The console lists newest first by ID, per account, per status and by date.
+        Index("ix_messages_account_id", "account_id", "id"),
+        Index("ix_messages_status_id", "status", "id"),
+        Index("ix_messages_sent_at", "sent_at"),
+        # Text in subject or sender (ILIKE '%…%'): trigrams on Postgres, a plain index elsewhere.
+        Index(
+            "ix_messages_search_trgm",
+            "subject",
+            "from_addr",
+            postgresql_using="gin",
+            postgresql_ops={"subject": "gin_trgm_ops", "from_addr": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -133,6 +145,7 @@ class Message(Base):
     error: Mapped[str | None] = mapped_column(Text)
     screening_rule: Mapped[str | None] = mapped_column(String(64))
     written_back_at: Mapped[datetime | None]
+    write_back_note: Mapped[str | None] = mapped_column(Text)  # what write-back skipped, and why
     status_changed_at: Mapped[datetime] = _now_column()
     created_at: Mapped[datetime] = _now_column()
 
@@ -192,7 +205,13 @@ class ProviderSetting(Base):
 
 class TriageResult(Base):
     __tablename__ = "triage_results"
-    __table_args__ = (UniqueConstraint("message_id", "prompt_version", name="uq_result_version"),)
+    __table_args__ = (
+        UniqueConstraint("message_id", "prompt_version", name="uq_result_version"),
+        # A message's current result is its newest: (message_id, id) finds it by index.
+        Index("ix_results_message_newest", "message_id", "id"),
+        Index("ix_results_confidence", "confidence"),
+        Index("ix_results_model", "provider", "model"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(
@@ -255,6 +274,15 @@ class Draft(Base):
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 8))
+    flags: Mapped[list[str]] = mapped_column(default=list)  # e.g. link_removed
+    # A reviewer's decision; `body` stays the model's text, the edit is kept beside it.
+    edited_body: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None]
+    # Set once the draft is APPENDed to the account's Drafts folder (never sent).
+    appended_folder: Mapped[str | None] = mapped_column(String(512))
+    appended_uid: Mapped[int | None] = mapped_column(BigInteger)
+    appended_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _now_column()
 
 
@@ -291,3 +319,53 @@ class UsageEntry(Base):
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 8))
     outcome: Mapped[str] = mapped_column(String(32), default="ok")
     created_at: Mapped[datetime] = _now_column()
+
+
+class ConsoleSession(Base):
+    """A signed-in console session; the cookie carries the token, the table only its hash."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = _now_column()
+
+
+class SigninAttempt(Base):
+    """One console sign-in attempt, kept for a while to throttle password guessing."""
+
+    __tablename__ = "signin_attempts"
+    __table_args__ = (
+        Index("ix_signin_email_created", "email", "created_at"),
+        Index("ix_signin_ip_created", "ip", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))  # lower-cased as typed
+    ip: Mapped[str] = mapped_column(String(64))
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _now_column()
+
+
+class RerunRequest(Base):
+    """A console request to triage a message again, maybe with another of the owner's models."""
+
+    __tablename__ = "rerun_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    setting_id: Mapped[int | None] = mapped_column(
+        ForeignKey("provider_settings.id", ondelete="SET NULL")
+    )
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|done|failed
+    result_id: Mapped[int | None] = mapped_column(
+        ForeignKey("triage_results.id", ondelete="SET NULL")
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_column()
+    finished_at: Mapped[datetime | None]

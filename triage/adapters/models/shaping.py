@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from triage.pipeline.ports import ProviderRejected
+from triage.adapters.models.presets import Capabilities, Preset
+from triage.pipeline.ports import ProviderRefused
 
 
 def build_request(
@@ -14,19 +15,18 @@ def build_request(
     messages: list[dict[str, Any]],
     schema_name: str,
     json_schema: dict[str, Any],
-    capabilities: dict[str, Any],
-    extra_body: dict[str, Any],
+    capabilities: Capabilities,
+    preset: Preset,
 ) -> dict[str, Any]:
     """Keyword arguments for `chat.completions.create` on the rung the capabilities name."""
-    mode = capabilities.get("structured", "json_object")
-    if not capabilities.get("images", False):
-        messages = [_without_images(message) for message in messages]
+    messages = _fit_images(messages, capabilities)
     request: dict[str, Any] = {"model": model, "messages": messages}
+    mode = capabilities.structured
     if mode == "json_schema":
-        request["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": schema_name, "schema": json_schema, "strict": True},
-        }
+        schema: dict[str, Any] = {"name": schema_name, "schema": json_schema}
+        if capabilities.strict:
+            schema["strict"] = True
+        request["response_format"] = {"type": "json_schema", "json_schema": schema}
     elif mode == "json_object":
         request["messages"] = _with_schema_hint(messages, json_schema)
         request["response_format"] = {"type": "json_object"}
@@ -41,23 +41,28 @@ def build_request(
                 },
             }
         ]
-        request["tool_choice"] = {"type": "function", "function": {"name": schema_name}}
+        if capabilities.tool_choice:
+            request["tool_choice"] = {"type": "function", "function": {"name": schema_name}}
+        else:  # without a forced call the model may answer in text: ask for the JSON there too
+            request["messages"] = _with_schema_hint(messages, json_schema)
     else:
         request["messages"] = _with_schema_hint(messages, json_schema)
-    if extra_body:
-        request["extra_body"] = extra_body
+    if preset.extra_body:
+        request["extra_body"] = dict(preset.extra_body)
+    if preset.extra_headers:
+        request["extra_headers"] = dict(preset.extra_headers)
     return request
 
 
 def extract_payload(completion: Any) -> str:
-    """The answer's JSON text; ValueError when blank or cut off, ProviderRejected on refusal."""
+    """The answer's JSON text; ValueError when blank or cut off, ProviderRefused on refusal."""
     if not completion.choices:
         raise ValueError("the answer had no choices")
     choice = completion.choices[0]
     message = choice.message
     refusal = getattr(message, "refusal", None)
     if refusal or choice.finish_reason == "content_filter":
-        raise ProviderRejected(f"the model refused: {refusal or 'content filter'}"[:300])
+        raise ProviderRefused(f"the model refused: {refusal or 'content filter'}"[:300])
     if choice.finish_reason == "length":
         raise ValueError("the answer was cut off at the length limit; answer more briefly")
     if message.tool_calls:
@@ -66,6 +71,10 @@ def extract_payload(completion: Any) -> str:
     if not content:
         raise ValueError("the answer was blank")
     return content
+
+
+def image_count(messages: list[dict[str, Any]]) -> int:
+    return sum(1 for message in messages for _ in _image_parts(message))
 
 
 def _strip_fences(content: str) -> str:
@@ -77,12 +86,39 @@ def _strip_fences(content: str) -> str:
     return text.strip()
 
 
-def _without_images(message: dict[str, Any]) -> dict[str, Any]:
+def _image_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
     content = message.get("content")
     if not isinstance(content, list):
-        return message
-    texts = [part["text"] for part in content if part.get("type") == "text"]
-    return {**message, "content": "\n\n".join(texts)}
+        return []
+    return [part for part in content if part.get("type") == "image_url"]
+
+
+def _fit_images(messages: list[dict[str, Any]], capabilities: Capabilities) -> list[dict[str, Any]]:
+    """Drop every image part when the model takes none, else those past the byte budget."""
+    budget = capabilities.max_image_bytes if capabilities.images else 0
+    fitted = []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            fitted.append(message)
+            continue
+        kept = []
+        for part in content:
+            if part.get("type") == "image_url":
+                size = len(str(part.get("image_url", {}).get("url", "")))
+                if budget is not None and size > budget:
+                    continue
+                budget = None if budget is None else budget - size
+            kept.append(part)
+        fitted.append(_collapse(message, kept))
+    return fitted
+
+
+def _collapse(message: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    # Text-only content goes as a plain string: some servers reject a list without images.
+    if any(part.get("type") != "text" for part in parts):
+        return {**message, "content": parts}
+    return {**message, "content": "\n\n".join(str(part.get("text", "")) for part in parts)}
 
 
 def _with_schema_hint(

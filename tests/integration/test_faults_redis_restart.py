@@ -1,0 +1,94 @@
+"""Redis restarted without persistence mid-run: every queue is gone; beat's sweeper refills it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import Engine
+
+from tests.integration.conftest import start_worker, stop_worker
+from tests.integration.seed import seed_user
+from tests.support.fault_run import (
+    assert_exactly_once,
+    audit,
+    enqueue_triage,
+    finished,
+    runtime_with_key,
+    seed_queued,
+    slow_responder,
+    start_beat,
+    stop_process,
+    wait_for,
+)
+from tests.support.model_server import FakeModelServer
+from tests.support.private_services import PrivateRedis
+from tests.support.services import ServiceUnavailable
+from triage.domain import statuses
+
+MESSAGES = 500
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    try:
+        server = PrivateRedis().start()
+    except ServiceUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.close()
+
+
+def test_redis_restart_mid_run_is_refilled_from_the_database(
+    service_env: dict[str, str],
+    pg_engine: Engine,
+    model_server: FakeModelServer,
+    private_redis: PrivateRedis,
+    tmp_path: Path,
+) -> None:
+    model_server.responder = slow_responder(0.05)
+    env = dict(
+        service_env,
+        TRIAGE_BROKER_URL=private_redis.url(),
+        TRIAGE_SWEEP_INTERVAL_SECONDS="2",
+        TRIAGE_STUCK_AFTER_SECONDS="6",
+        TRIAGE_SYNC_INTERVAL_SECONDS="3600",
+    )
+    rt = runtime_with_key(env["TRIAGE_DATABASE_URL"], env["TRIAGE_SECRET_KEYS"])
+    _user, account_id, _setting = seed_user(rt, base_url=model_server.base_url, api_key="sk-rr")
+    ids = seed_queued(rt, account_id, MESSAGES, question_every=5)
+
+    worker = start_worker(env, tmp_path / "worker.log", "--concurrency", "4")
+    beat = start_beat(env, tmp_path)
+    try:
+        enqueue_triage(private_redis.url(), ids)
+        wait_for(lambda: audit(pg_engine, ids).results >= 50, timeout=120, what="the run to start")
+        private_redis.restart()
+        client = redis.Redis.from_url(private_redis.url())
+        assert client.llen("triage") == 0, "the restart should have emptied the queue"
+        client.close()
+        at_restart = audit(pg_engine, ids)
+        assert at_restart.unfinished > 100, f"too little left to lose: {at_restart}"
+
+        wait_for(
+            lambda: finished(pg_engine, ids),
+            timeout=240,
+            what="every message to finish after the broker lost its queues",
+            explain=lambda: (
+                f"{audit(pg_engine, ids)}\n{worker.log()[-8000:]}\n{_beat_log(tmp_path)}"
+            ),
+        )
+    finally:
+        stop_process(beat)
+        stop_worker(worker)
+        rt.engine.dispose()
+
+    assert_exactly_once(pg_engine, ids, allowed=frozenset({statuses.TRIAGED, statuses.DRAFTED}))
+    assert "sweeper re-enqueued" in worker.log()
+    assert not model_server.errors
+
+
+def _beat_log(tmp_path: Path) -> str:
+    return (tmp_path / "beat.log").read_text(errors="replace")[-3000:]

@@ -1,0 +1,1 @@
+"""The console's routes: HTML pages, and the JSON API under /api."""
