@@ -1,10 +1,12 @@
-"""Throughput of the pipeline: queued messages through a real worker to a model with fixed latency.
+"""Throughput of the pipeline: queued messages through real workers to a model with fixed latency.
 
-Run: `.venv/bin/python -m bench.pipeline [--pool threads] [--concurrency 32] [--latency 0.3]`.
-It starts its own Postgres (initdb in a temp dir) and Redis, seeds N stored messages with status
-`queued` (parse excluded), starts the FakeModelServer in its own process answering after the
-latency, starts one `triage worker`, enqueues every ID and waits for the last stored result.
-It prints messages/s beside the bound C/L, and the CPU seconds per message of each process.
+Run: `.venv/bin/python -m bench.pipeline [--pool threads] [--concurrency 32] [--processes 1]
+[--latency 0.3] [--messages 2000]`. It starts its own Postgres (initdb in a temp dir) and Redis,
+stores N messages with status `queued` (parse excluded; one model call each, no draft) and 2 x C
+warm-up ones, runs the FakeModelServer in a process of its own answering after the latency,
+starts `triage worker` processes as docker-compose.yml does (JSON logs at INFO included), sends
+every ID and waits for the last stored result. It prints messages/s beside the bound C/L, and
+the CPU seconds per message of the workers, the model server, Postgres and Redis.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from celery import Celery
 from sqlalchemy import func, select
 
 from tests.integration.seed import seed_user
-from tests.support.fault_run import enqueue_triage, runtime_with_key, seed_queued, slow_responder
+from tests.support.fault_run import (
+    WORKER_FLAGS,
+    enqueue_triage,
+    runtime_with_key,
+    seed_queued,
+    slow_responder,
+)
 from tests.support.model_server import FakeModelServer
 from tests.support.private_services import PrivatePostgres, PrivateRedis
 from triage.adapters.db.migrate import upgrade
@@ -174,12 +182,9 @@ def _workers(
                 pool,
                 "--concurrency",
                 str(per_process),
-                "--without-gossip",
-                "--without-mingle",
+                *WORKER_FLAGS,
                 "--hostname",
                 f"bench{index}@%h",
-                "--loglevel",
-                "WARNING",
             ]
             with WORKER_LOG.with_suffix(f".{index}.log").open("wb") as log:
                 started.append(subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=log))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import setup_logging, worker_init
 
 from triage.config import get_settings
 
@@ -63,4 +64,14 @@ def _serve_metrics(**_kwargs: Any) -> None:
     serve(rt.settings.metrics_port, host=rt.settings.metrics_host)
 
 
+def _configure_logging(loglevel: int | str | None = None, **_kwargs: Any) -> None:
+    """Our JSON lines for workers and beat alike (connecting here stops Celery's own set-up)."""
+    from triage.logging_setup import configure_logging
+
+    settings = get_settings()
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+    configure_logging(fmt=settings.log_format, level=str(level or settings.log_level))
+
+
 worker_init.connect(_serve_metrics)
+setup_logging.connect(_configure_logging)

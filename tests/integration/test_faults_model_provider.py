@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from tests.integration.conftest import Cli, start_worker, stop_worker
 from tests.integration.seed import seed_user
 from tests.support.fault_run import (
+    WORKER_FLAGS,
     assert_exactly_once,
     audit,
     enqueue_triage,
@@ -37,7 +38,7 @@ def _run(
     env: dict[str, str], engine: Engine, ids: list[int], tmp_path: Path, *, timeout: float
 ) -> None:
     """Enqueue the run on a real worker and wait until every message is finished."""
-    worker = start_worker(env, tmp_path / "worker.log", "--concurrency", "8")
+    worker = start_worker(env, tmp_path / "worker.log", "--concurrency", "8", *WORKER_FLAGS)
     try:
         enqueue_triage(env["TRIAGE_BROKER_URL"], ids)
         wait_for(

@@ -16,6 +16,7 @@ from tests.conftest import ImapUser
 from tests.integration.conftest import REPO, Cli, configure_user, start_worker, stop_worker
 from tests.support.dovecot import Dovecot, DovecotError
 from tests.support.fault_run import (
+    WORKER_FLAGS,
     assert_exactly_once,
     audit,
     enqueue_triage,
@@ -94,7 +95,7 @@ def test_postgres_restart_mid_run(
     seeded = seed_queued(rt, account_id, SEEDED, question_every=5, folder="Archive")
     rt.engine.dispose()
 
-    worker = start_worker(env, tmp_path / "worker.log", "--concurrency", "8")
+    worker = start_worker(env, tmp_path / "worker.log", "--concurrency", "8", *WORKER_FLAGS)
     syncer = _start_syncer(env, tmp_path / "sync.log")
     try:
         enqueue_triage(env["TRIAGE_BROKER_URL"], seeded)

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from tests.integration.conftest import start_worker, stop_worker
 from tests.integration.seed import seed_user
 from tests.support.fault_run import (
+    WORKER_FLAGS,
     assert_exactly_once,
     audit,
     enqueue_triage,
@@ -60,7 +61,7 @@ def test_redis_restart_mid_run_is_refilled_from_the_database(
     _user, account_id, _setting = seed_user(rt, base_url=model_server.base_url, api_key="sk-rr")
     ids = seed_queued(rt, account_id, MESSAGES, question_every=5)
 
-    worker = start_worker(env, tmp_path / "worker.log", "--concurrency", "4")
+    worker = start_worker(env, tmp_path / "worker.log", "--concurrency", "4", *WORKER_FLAGS)
     beat = start_beat(env, tmp_path)
     try:
         enqueue_triage(private_redis.url(), ids)

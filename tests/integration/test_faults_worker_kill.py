@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from tests.integration.conftest import Cli, start_worker, stop_worker
 from tests.integration.seed import seed_user
 from tests.support.fault_run import (
+    WORKER_FLAGS,
     assert_exactly_once,
     audit,
     enqueue_triage,
@@ -36,7 +37,7 @@ def test_sigkill_mid_run_loses_and_repeats_nothing(
     ids = seed_queued(rt, account_id, MESSAGES, question_every=5)
     cli = Cli(service_env)
 
-    first = start_worker(service_env, tmp_path / "first.log", "--concurrency", "8")
+    first = start_worker(service_env, tmp_path / "first.log", "--concurrency", "8", *WORKER_FLAGS)
     enqueue_triage(service_env["TRIAGE_BROKER_URL"], ids)
     wait_for(lambda: audit(pg_engine, ids).results >= 100, timeout=120, what="a fifth of the run")
     os.kill(first.process.pid, signal.SIGKILL)
@@ -44,7 +45,7 @@ def test_sigkill_mid_run_loses_and_repeats_nothing(
     at_kill = audit(pg_engine, ids)
     assert at_kill.unfinished > 0, f"the run was already over when the worker died: {at_kill}"
 
-    second = start_worker(service_env, tmp_path / "second.log", "--concurrency", "8")
+    second = start_worker(service_env, tmp_path / "second.log", "--concurrency", "8", *WORKER_FLAGS)
     try:
         # Tasks the dead worker had taken are invisible in Redis for the visibility timeout
         # (hours); the sweeper re-enqueues them from the database, the truth.
