@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import redis
 
 from tests.conftest import REDIS_CLAIM_KEY, REDIS_CLAIM_SECONDS, REDIS_FIRST_TEST_DB
@@ -79,22 +81,26 @@ class Bench:
 
 @dataclass(frozen=True)
 class ProcessRun:
-    """How one subprocess went: wall and CPU time, its own peak RSS, and what it printed."""
+    """How one subprocess went: wall and CPU time, peak memory, and what it printed."""
 
     seconds: float
-    cpu_seconds: float  # user + system of the process itself (not Dovecot's or Postgres')
-    max_rss_mb: float
+    # user + system of the process and the children it waited for (its reader processes), not
+    # Dovecot's or Postgres'
+    cpu_seconds: float
+    max_rss_mb: float  # the largest single process (wait4's ru_maxrss)
+    tree_rss_mb: float  # the process and its children together, sampled every 20 ms
     returncode: int
     output: str
 
 
 def run_measured(command: Sequence[str], *, env: dict[str, str], cwd: Path = REPO) -> ProcessRun:
-    """Run a command to completion; wait4 gives the peak RSS of that child alone."""
+    """Run a command to completion, sampling its process tree's memory meanwhile."""
     with tempfile.TemporaryFile() as output:
         start = time.perf_counter()
         process = subprocess.Popen(
             list(command), env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT
         )
+        tree_peak = _sample_tree_rss(process.pid)
         _pid, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -102,7 +108,29 @@ def run_measured(command: Sequence[str], *, env: dict[str, str], cwd: Path = REP
         text = output.read().decode(errors="replace")
     cpu = usage.ru_utime + usage.ru_stime
     # ru_maxrss is in kilobytes on Linux.
-    return ProcessRun(seconds, cpu, usage.ru_maxrss / 1024, process.returncode, text)
+    mb = 1024 * 1024
+    return ProcessRun(
+        seconds, cpu, usage.ru_maxrss / 1024, tree_peak / mb, process.returncode, text
+    )
+
+
+def _sample_tree_rss(pid: int) -> int:
+    """The highest sum of RSS over the process and its descendants until it exits (a zombie
+    waiting for wait4 counts as exited)."""
+    root = psutil.Process(pid)
+    peak = 0
+    while True:
+        try:
+            if root.status() == psutil.STATUS_ZOMBIE:
+                return peak
+            total = root.memory_info().rss
+            for child in root.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+        except psutil.Error:
+            return peak
+        peak = max(peak, total)
+        time.sleep(0.02)
 
 
 def run_sync(bench: Bench, account_id: int, *, tree: Path = REPO) -> ProcessRun:

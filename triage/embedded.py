@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from triage.adapters.imap import ImapMailbox, Timeouts
@@ -31,6 +31,10 @@ class LocalEnqueuer:
 
     def triage(self, message_id: int) -> None:
         self._submit(self._run_triage, message_id, 1)
+
+    def triage_many(self, message_ids: Sequence[int]) -> None:
+        for message_id in message_ids:
+            self.triage(message_id)
 
     def draft(self, message_id: int) -> None:
         self._submit(self._run_draft, message_id, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -23,6 +24,9 @@ class RecordingEnqueuer:
 
     def triage(self, message_id: int) -> None:
         self.triaged.append(message_id)
+
+    def triage_many(self, message_ids: Sequence[int]) -> None:
+        self.triaged.extend(message_ids)
 
     def draft(self, message_id: int) -> None:
         self.drafted.append(message_id)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -132,7 +134,21 @@ def strict_json_schema(
 
     Every token of it is paid on every call, so titles, descriptions and constraints that
     pydantic checks anyway are left out, and definitions are inlined (no $ref to follow).
+    Built once per (model, category set); each caller gets its own copy to change at will.
     """
+    return cast(dict[str, Any], json.loads(_strict_schema_text(model, tuple(categories))))
+
+
+@lru_cache(maxsize=256)
+def _strict_schema_text(model: type[BaseModel], categories: tuple[Category, ...]) -> str:
+    # Kept as JSON text: parsing it back is a cheap deep copy (pydantic's schema build is not);
+    # the key is hashable because Category is frozen.
+    return json.dumps(_build_strict_schema(model, categories))
+
+
+def _build_strict_schema(
+    model: type[BaseModel], categories: tuple[Category, ...]
+) -> dict[str, Any]:
     full = model.model_json_schema()
     schema: dict[str, Any] = _compact(full, full.get("$defs", {}))
     if categories and "category" in schema.get("properties", {}):

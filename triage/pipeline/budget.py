@@ -34,6 +34,15 @@ def over_budget_reason(session: Session, *, user_id: int) -> str | None:
     so the overshoot is at most one call per busy worker.
     """
     cap = session.scalar(select(User.monthly_budget_usd).where(User.id == user_id))
+    return _reason(session, user_id, cap)
+
+
+def user_over_budget_reason(session: Session, user: User) -> str | None:
+    """The same for a user row already loaded in this session: no query for one without a cap."""
+    return _reason(session, user.id, user.monthly_budget_usd)
+
+
+def _reason(session: Session, user_id: int, cap: Decimal | None) -> str | None:
     if cap is None:
         return None
     spent = month_spend(session, user_id=user_id)

@@ -17,7 +17,7 @@ from triage.domain import statuses
 from triage.domain.drafts import clean_draft
 from triage.domain.prompts import DRAFT_PROMPT_VERSION, draft_messages, new_boundary
 from triage.domain.schemas import DraftAnswer, strict_json_schema
-from triage.pipeline.budget import over_budget_reason
+from triage.pipeline.budget import user_over_budget_reason
 from triage.pipeline.fallbacks import ModelRequest, ask_with_fallbacks
 from triage.pipeline.model_calls import (
     StageOutcome,
@@ -28,7 +28,7 @@ from triage.pipeline.model_calls import (
 )
 from triage.pipeline.ports import Enqueuer, ModelPort, ModelReply, ProviderConfig
 from triage.pipeline.prompt_input import prompt_email, reply_language
-from triage.pipeline.write_back import write_back_wanted
+from triage.pipeline.write_back import write_back_on, write_back_wanted
 
 log = logging.getLogger(__name__)
 TASK = "draft"
@@ -40,6 +40,7 @@ class _Claim:
     config: ProviderConfig
     messages: list[dict[str, Any]]
     thread_text: str = ""  # links in the draft must appear here
+    write_back: bool = True  # False: the account wants nothing written back, no check needed
 
 
 def draft_message(
@@ -82,6 +83,7 @@ def draft_message(
     if (
         enqueue is not None
         and outcome.status == statuses.DRAFTED
+        and claim.write_back
         and write_back_wanted(db=db, message_id=message_id)
     ):
         enqueue.write_back(message_id)
@@ -104,8 +106,9 @@ def _claim(
         already = session.scalar(select(Draft.id).where(Draft.message_id == message_id))
         if not wants_reply or already is not None:
             return StageOutcome(status=message.status, detail="no draft needed")
-        user = session.get_one(User, session.get_one(MailAccount, message.account_id).user_id)
-        reason = over_budget_reason(session, user_id=user.id)
+        account = session.get_one(MailAccount, message.account_id)
+        user = session.get_one(User, account.user_id)
+        reason = user_over_budget_reason(session, user)
         if reason is not None:  # `triage retry --status over_budget` brings it back
             set_status(message, statuses.OVER_BUDGET, f"draft: {reason}")
             return StageOutcome(status=statuses.OVER_BUDGET, detail=message.error)
@@ -124,7 +127,13 @@ def _claim(
         boundary=new_boundary(),
     )
     thread = "\n".join([email.subject, email.text, *(m.text for m in email.earlier)])
-    return _Claim(user_id=user.id, config=configs[0], messages=messages, thread_text=thread)
+    return _Claim(
+        user_id=user.id,
+        config=configs[0],
+        messages=messages,
+        thread_text=thread,
+        write_back=write_back_on(account),
+    )
 
 
 def _store(
@@ -156,7 +165,9 @@ def _store(
                     cost_usd=entry.cost_usd if entry else None,
                 )
             )
-            remember_capabilities(session, config.setting_id, reply.capabilities)
+            remember_capabilities(
+                session, config.setting_id, reply.capabilities, known=config.capabilities
+            )
             session.flush()
             set_status(session.get_one(Message, message_id), statuses.DRAFTED)
     except IntegrityError:

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Protocol
 
@@ -19,15 +19,14 @@ from triage.adapters.secrets import SecretBox
 from triage.config import Settings
 from triage.pipeline.account_status import record_failure, record_success
 from triage.pipeline.credentials import imap_login
-from triage.pipeline.ingest_store import (
-    Counts,
-    Fetcher,
+from triage.pipeline.folder_state import (
     Where,
-    ingest_uids,
     prepare_folder_state,
     set_remaining,
     skip_to,
+    stored_under_other_uidvalidity,
 )
+from triage.pipeline.ingest_store import Counts, Fetcher, Ingester
 from triage.pipeline.ports import Enqueuer
 from triage.pipeline.sync_lease import Lease, LeaseLost, acquire, fetcher_id
 
@@ -163,35 +162,34 @@ def sync_folder(
     lease: Lease | None = None,
     stop: threading.Event | None = None,
 ) -> None:
-    """Fetch a folder above its mark in batches; memory holds one batch of bodies at most.
+    """Fetch a folder above its mark in batches; memory holds two batches of bodies at most
+    (one being parsed while the one before is stored).
 
     The caller holds the account's lease (and passes it, to be renewed every batch)."""
     status = mailbox.select(folder)
     where = Where(account_id=account_id, folder=folder, uidvalidity=status.uidvalidity)
     plan = _plan(mailbox, prepare_folder_state(db, where), limits)
+    where = replace(where, resync=stored_under_other_uidvalidity(db, where))
     report.skipped_old += plan.skipped_old
     report.remaining += plan.left
     set_remaining(db, where, plan.skipped_old + plan.left)
     if progress is not None:
         progress(folder, 0, len(plan.uids))
+    ingester = Ingester(where=where, db=db, enqueue=enqueue, settings=settings, counts=report)
     done = 0
-    for batch in _chunks(plan.uids, settings.fetch_batch_size):
-        if stop is not None and stop.is_set():
-            report.remaining += len(plan.uids) - done
-            return
-        ingest_uids(
-            fetcher=mailbox,
-            where=where,
-            uids=batch,
-            db=db,
-            enqueue=enqueue,
-            settings=settings,
-            counts=report,
-            lease=lease,
-        )
-        done += len(batch)
-        if progress is not None:
-            progress(folder, done, len(plan.uids))
+    try:
+        for batch in _chunks(plan.uids, settings.fetch_batch_size):
+            if stop is not None and stop.is_set():
+                report.remaining += len(plan.uids) - done
+                break
+            ingester.feed(mailbox, batch, lease=lease)
+            done += len(batch)
+            if progress is not None:
+                progress(folder, done, len(plan.uids))
+    finally:  # what was fetched is kept, even when the connection drops before the next batch
+        ingester.finish()
+    if stop is not None and stop.is_set():
+        return
     if plan.left == 0 and plan.skipped_old:
         skip_to(db, where, plan.top)  # what --since left behind stays behind
 

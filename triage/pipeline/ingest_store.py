@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import hashlib
-import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triage.adapters.db.session import SessionFactory, transaction
-from triage.adapters.db.tables import FolderState, Message
+from triage.adapters.db.tables import Message
 from triage.config import Settings
-from triage.domain.email import parse_email
-from triage.pipeline.message_store import NewMessage, store_message
+from triage.pipeline.folder_state import OlderCopies, Where, advance_mark
+from triage.pipeline.mail_reader import (
+    ImageLimits,
+    Reading,
+    ReadMail,
+    parse_processes,
+    start_reading,
+)
+from triage.pipeline.message_store import NewMessage, image_limits, store_messages
 from triage.pipeline.ports import Enqueuer
+from triage.pipeline.sender_images import skip_repeated_images
 from triage.pipeline.sync_lease import Lease
-
-log = logging.getLogger(__name__)
 
 
 class Fetcher(Protocol):
@@ -41,42 +44,67 @@ class Counts:
     failed: int = 0
 
 
-@dataclass(frozen=True)
-class Where:
-    """The folder being read, as the database knows it."""
-
-    account_id: int
-    folder: str
-    uidvalidity: int
-
-
-def ingest_uids(
-    *,
-    fetcher: Fetcher,
-    where: Where,
-    uids: Sequence[int],
-    db: SessionFactory,
-    enqueue: Enqueuer,
-    settings: Settings,
-    counts: Counts,
-    lease: Lease | None = None,
-) -> None:
+class Ingester:
     """Sizes first; then bodies under the byte budget, each chunk stored and its mark advanced
-    in one transaction, then enqueued. Over the size cap: a `too_large` row, never downloaded."""
-    if not uids:
-        return
-    sizes = fetcher.sizes(uids)
-    for chunk in size_chunks(uids, sizes, settings):
-        if lease is not None:
-            lease.renew()
-        small = [uid for uid in chunk if uid in sizes and sizes[uid] <= settings.max_message_bytes]
-        large = [uid for uid in chunk if uid in sizes and uid not in small]
-        bodies = fetcher.bodies(small)
-        bodies.update(fetcher.headers(large))  # no body: only who sent what, and when
-        new_ids = _store_chunk(where, chunk, sizes, bodies, db, settings, counts)
-        for message_id in new_ids:
-            enqueue.triage(message_id)
-        _mark_queued(db, new_ids)
+    in one transaction, then enqueued. Over the size cap: a `too_large` row, never downloaded.
+
+    A pipeline one chunk deep: a chunk's bodies are parsed in the reader processes while the
+    chunk before is stored, so a first sync keeps both cores busy. `finish` stores the last."""
+
+    def __init__(
+        self,
+        *,
+        where: Where,
+        db: SessionFactory,
+        enqueue: Enqueuer,
+        settings: Settings,
+        counts: Counts,
+    ) -> None:
+        self._where, self._db, self._enqueue = where, db, enqueue
+        self._settings, self._counts = settings, counts
+        self._limits = image_limits(settings)
+        self._processes = parse_processes(settings.parse_processes)
+        self._pending: _FetchedChunk | None = None
+
+    def feed(self, fetcher: Fetcher, uids: Sequence[int], *, lease: Lease | None = None) -> None:
+        if not uids:
+            return
+        settings = self._settings
+        sizes = fetcher.sizes(uids)
+        for chunk in size_chunks(uids, sizes, settings):
+            if lease is not None:
+                lease.renew()
+            small = [u for u in chunk if u in sizes and sizes[u] <= settings.max_message_bytes]
+            large = [u for u in chunk if u in sizes and u not in small]
+            bodies = fetcher.bodies(small)
+            raws = [bodies[uid] for uid in small if uid in bodies]
+            reading = start_reading(raws, self._limits, processes=self._processes)
+            bodies.update(fetcher.headers(large))  # no body: only who sent what, and when
+            self.finish()
+            self._pending = _FetchedChunk(
+                chunk, sizes, bodies, [u for u in small if u in bodies], reading
+            )
+
+    def finish(self) -> None:
+        """Store the chunk fetched last, if any."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        reads = dict(zip(pending.read_uids, pending.reading.result(), strict=True))
+        new_ids = _store_chunk(
+            self._where, pending, reads, self._db, self._settings, self._limits, self._counts
+        )
+        self._enqueue.triage_many(new_ids)
+        _mark_queued(self._db, new_ids)
+
+
+@dataclass
+class _FetchedChunk:
+    uids: Sequence[int]
+    sizes: dict[int, int]
+    bodies: dict[int, bytes]
+    read_uids: list[int]  # whose bodies are being read, in the order they were handed over
+    reading: Reading
 
 
 def size_chunks(
@@ -97,35 +125,46 @@ def size_chunks(
 
 def _store_chunk(
     where: Where,
-    chunk: Sequence[int],
-    sizes: dict[int, int],
-    bodies: dict[int, bytes],
+    fetched_chunk: _FetchedChunk,
+    reads: dict[int, ReadMail],
     db: SessionFactory,
     settings: Settings,
+    limits: ImageLimits,
     counts: Counts,
 ) -> list[int]:
-    new_ids: list[int] = []
+    """One transaction for the chunk: rows already there are duplicates (another fetcher got
+    there first), mail stored under an older UIDVALIDITY is recognised, the rest inserted."""
+    chunk, sizes, bodies = fetched_chunk.uids, fetched_chunk.sizes, fetched_chunk.bodies
+    fetched = [uid for uid in chunk if uid in sizes and uid in bodies]  # else expunged meanwhile
     with transaction(db) as session:
-        for uid in chunk:
-            fetched = bodies.get(uid)
-            small = sizes.get(uid, 0) <= settings.max_message_bytes
-            if uid not in sizes or fetched is None:
-                continue  # expunged while we were fetching
-            raw = fetched if small else None
-            if raw is not None and _recognise(session, where, uid, raw):
+        known = _stored_uids(session, where, fetched)
+        older = None
+        if where.resync:
+            older = OlderCopies(session, where, [bodies[uid] for uid in fetched])
+        items = []
+        for uid in fetched:
+            if uid in known:
+                counts.duplicates += 1
+                continue
+            small = sizes[uid] <= settings.max_message_bytes
+            if small and older is not None and older.take(uid, bodies[uid]):
                 counts.recognised += 1
                 continue
-            item = NewMessage(
-                account_id=where.account_id,
-                folder=where.folder,
-                uidvalidity=where.uidvalidity,
-                uid=uid,
-                size=sizes[uid],
-                raw=raw,
+            items.append(
+                NewMessage(
+                    account_id=where.account_id,
+                    folder=where.folder,
+                    uidvalidity=where.uidvalidity,
+                    uid=uid,
+                    size=sizes[uid],
+                    raw=bodies[uid] if small else None,
+                    head=None if small else bodies[uid],
+                    read=reads.get(uid),
+                )
             )
-            outcome = store_message(session, item, settings=settings)
-            if raw is None and outcome.message_id is not None:
-                _describe_unfetched(session, outcome.message_id, fetched)
+        new_ids = []
+        items = _skip_repeated_images(session, where, items, limits)
+        for outcome in store_messages(session, items, settings=settings):
             _count(counts, outcome.status)
             if outcome.message_id is not None and outcome.status == "received":
                 new_ids.append(outcome.message_id)
@@ -133,47 +172,30 @@ def _store_chunk(
     return new_ids
 
 
-def _recognise(session: Session, where: Where, uid: int, raw: bytes) -> bool:
-    """Mail stored under an older UIDVALIDITY of this folder, byte for byte: give that row the
-    new identity instead of storing it again. One old row answers one new UID, so two identical
-    messages in the new folder are still two. (The hash decides; a Message-ID cannot.)"""
-    digest = hashlib.sha256(raw).hexdigest()
-    old_id = session.scalar(
-        select(Message.id)
-        .where(
-            Message.account_id == where.account_id,
-            Message.raw_sha256 == digest,
-            Message.folder == where.folder,
-            Message.uidvalidity != where.uidvalidity,
-        )
-        .order_by(Message.id)
-        .limit(1)
-    )
-    if old_id is None:
-        return False
-    try:
-        with session.begin_nested():
-            session.execute(
-                update(Message)
-                .where(Message.id == old_id)
-                .values(uidvalidity=where.uidvalidity, uid=uid)
+def _skip_repeated_images(
+    session: Session, where: Where, items: list[NewMessage], limits: ImageLimits
+) -> list[NewMessage]:
+    read = [item for item in items if item.raw is not None and item.read is not None]
+    raws = [item.raw for item in read if item.raw is not None]
+    reads = [item.read for item in read if item.read is not None]
+    reads = skip_repeated_images(session, where.account_id, raws, reads, limits)
+    by_uid = {item.uid: new for item, new in zip(read, reads, strict=True)}
+    return [replace(item, read=by_uid.get(item.uid, item.read)) for item in items]
+
+
+def _stored_uids(session: Session, where: Where, uids: Sequence[int]) -> set[int]:
+    if not uids:
+        return set()
+    return set(
+        session.scalars(
+            select(Message.uid).where(
+                Message.account_id == where.account_id,
+                Message.folder == where.folder,
+                Message.uidvalidity == where.uidvalidity,
+                Message.uid.in_(uids),
             )
-    except IntegrityError:
-        log.warning("%s: UID %s is stored already; keeping the older row", where, uid)
-    return True
-
-
-def _describe_unfetched(session: Session, message_id: int, head: bytes) -> None:
-    """A too-large message still says who sent what, and when, from its header block."""
-    try:
-        parsed = parse_email(head)
-    except Exception:  # a header block not even the parser can read: the row stays bare
-        log.warning("message %s: its headers could not be read", message_id)
-        return
-    row = session.get_one(Message, message_id)
-    row.subject, row.from_addr, row.sent_at = parsed.subject, parsed.from_addr, parsed.date
-    row.to_addrs = list(parsed.to_addrs)
-    row.message_id_header = parsed.message_id[:998] if parsed.message_id else None
+        )
+    )
 
 
 def _count(counts: Counts, status: str) -> None:
@@ -185,60 +207,6 @@ def _count(counts: Counts, status: str) -> None:
         counts.too_large += 1
     elif status == "failed":
         counts.failed += 1
-
-
-def prepare_folder_state(db: SessionFactory, where: Where) -> int:
-    """The UID to continue after; a new UIDVALIDITY restarts the folder from the top."""
-    with transaction(db) as session:
-        state = _folder_state(session, where)
-        if state is None:
-            session.add(
-                FolderState(
-                    account_id=where.account_id,
-                    folder=where.folder,
-                    uidvalidity=where.uidvalidity,
-                    high_water_uid=0,
-                )
-            )
-            return 0
-        if state.uidvalidity != where.uidvalidity:
-            log.warning(
-                "account %s folder %s: UIDVALIDITY %s -> %s, resyncing",
-                where.account_id,
-                where.folder,
-                state.uidvalidity,
-                where.uidvalidity,
-            )
-            state.uidvalidity = where.uidvalidity
-            state.high_water_uid = 0
-        return state.high_water_uid
-
-
-def advance_mark(session: Session, where: Where, uid: int) -> None:
-    state = _folder_state(session, where)
-    if state is not None and state.uidvalidity == where.uidvalidity and uid > state.high_water_uid:
-        state.high_water_uid = uid
-
-
-def set_remaining(db: SessionFactory, where: Where, remaining: int) -> None:
-    with transaction(db) as session:
-        state = _folder_state(session, where)
-        if state is not None:
-            state.remaining = remaining
-
-
-def skip_to(db: SessionFactory, where: Where, uid: int) -> None:
-    """Move the mark past UIDs deliberately left behind (older than --since)."""
-    with transaction(db) as session:
-        advance_mark(session, where, uid)
-
-
-def _folder_state(session: Session, where: Where) -> FolderState | None:
-    return session.scalars(
-        select(FolderState).where(
-            FolderState.account_id == where.account_id, FolderState.folder == where.folder
-        )
-    ).one_or_none()
 
 
 def _mark_queued(db: SessionFactory, message_ids: list[int]) -> None:

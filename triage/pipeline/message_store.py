@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triage.adapters.db.tables import Attachment, Message
 from triage.config import Settings
-from triage.domain.email import EmailParseError, ParsedEmail, parse_email
-from triage.domain.images import ImageCandidate, NormalizedImage, select_images
+from triage.domain.email import ParsedEmail, parse_email
+from triage.domain.images import NormalizedImage
+from triage.pipeline.mail_reader import ImageLimits, ReadMail, read_mail
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ class NewMessage:
     uid: int
     size: int
     raw: bytes | None = field(repr=False)  # None when too large to fetch
+    head: bytes | None = field(default=None, repr=False)  # the header block of a too-large one
+    read: ReadMail | None = field(default=None, repr=False)  # raw, read already (in a batch)
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,23 @@ class StoreOutcome:
     message_id: int | None
 
 
+def store_messages(
+    session: Session, items: Sequence[NewMessage], *, settings: Settings
+) -> list[StoreOutcome]:
+    """Insert a batch in one flush (one multi-row INSERT); when a row is already there (another
+    fetcher got in between), each message again in a savepoint of its own."""
+    rows = [_build_row(item, settings) for item in items]
+    try:
+        with session.begin_nested():
+            session.add_all(rows)
+    except IntegrityError:
+        return [store_message(session, item, settings=settings) for item in items]
+    return [StoreOutcome(status=row.status, message_id=row.id) for row in rows]
+
+
 def store_message(session: Session, item: NewMessage, *, settings: Settings) -> StoreOutcome:
     """Insert the message in a savepoint; a row already there (another fetcher) is a duplicate."""
-    message = _build_row(session, item, settings)
-    if message is None:
-        return StoreOutcome(status="duplicate", message_id=None)
+    message = _build_row(item, settings)
     try:
         with session.begin_nested():
             session.add(message)
@@ -47,7 +62,7 @@ def store_message(session: Session, item: NewMessage, *, settings: Settings) -> 
     return StoreOutcome(status=message.status, message_id=message.id)
 
 
-def _build_row(session: Session, item: NewMessage, settings: Settings) -> Message | None:
+def _build_row(item: NewMessage, settings: Settings) -> Message:
     row = Message(
         account_id=item.account_id,
         folder=item.folder,
@@ -60,38 +75,42 @@ def _build_row(session: Session, item: NewMessage, settings: Settings) -> Messag
         row.error = (
             f"{item.size} bytes is over the cap of {settings.max_message_bytes}; not fetched"
         )
+        if item.head is not None:
+            _describe_unfetched(row, item.head)
         return row
     row.raw = item.raw
     row.raw_sha256 = hashlib.sha256(item.raw).hexdigest()
-    if _seen_under_other_uidvalidity(session, item, row.raw_sha256):
-        return None
-    try:
-        parsed = parse_email(item.raw)
-    except EmailParseError as exc:
-        row.status, row.error = "failed", f"unparseable: {exc}"
+    read = item.read if item.read is not None else read_mail(item.raw, image_limits(settings))
+    if read.parsed is None:
+        if not (read.failure or "").startswith("unparseable"):
+            log.error("account %s uid %s: %s", item.account_id, item.uid, read.failure)
+        row.status, row.error = "failed", read.failure
         return row
-    except Exception as exc:  # the parser must never lose a message, whatever it hits
-        log.exception("parser crashed on account %s uid %s", item.account_id, item.uid)
-        row.status, row.error = "failed", f"parser error: {type(exc).__name__}: {exc}"[:500]
-        return row
-    _fill_from_parsed(row, parsed, settings)
+    _fill_from_read(row, read.parsed, read)
     return row
 
 
-def _seen_under_other_uidvalidity(session: Session, item: NewMessage, digest: str) -> bool:
-    """After a UIDVALIDITY change, the same bytes in the same folder are mail we already have."""
-    query = select(
-        exists().where(
-            Message.account_id == item.account_id,
-            Message.raw_sha256 == digest,
-            Message.folder == item.folder,
-            Message.uidvalidity != item.uidvalidity,
-        )
+def image_limits(settings: Settings) -> ImageLimits:
+    return ImageLimits(
+        max_side=settings.image_max_side,
+        min_side=settings.image_min_side,
+        cap=settings.images_per_message,
     )
-    return bool(session.scalar(query))
 
 
-def _fill_from_parsed(row: Message, parsed: ParsedEmail, settings: Settings) -> None:
+def _describe_unfetched(row: Message, head: bytes) -> None:
+    """A too-large message still says who sent what, and when, from its header block."""
+    try:
+        parsed = parse_email(head)
+    except Exception:  # a header block not even the parser can read: the row stays bare
+        log.warning("account %s uid %s: its headers could not be read", row.account_id, row.uid)
+        return
+    row.subject, row.from_addr, row.sent_at = parsed.subject, parsed.from_addr, parsed.date
+    row.to_addrs = list(parsed.to_addrs)
+    row.message_id_header = _clip(parsed.message_id, 998)
+
+
+def _fill_from_read(row: Message, parsed: ParsedEmail, read: ReadMail) -> None:
     row.message_id_header = _clip(parsed.message_id, 998)
     row.in_reply_to = _clip(parsed.in_reply_to, 998)
     row.references = list(parsed.references[:50])
@@ -108,33 +127,10 @@ def _fill_from_parsed(row: Message, parsed: ParsedEmail, settings: Settings) -> 
     row.status = "received"
     if parsed.encrypted:
         row.status, row.error = "encrypted", "the message is encrypted; nothing to triage"
-    row.attachments = _attachments(parsed, settings)
-
-
-def _attachments(parsed: ParsedEmail, settings: Settings) -> list[Attachment]:
-    candidates = [
-        ImageCandidate(
-            data=part.data,
-            sha256=part.sha256,
-            declared_type=part.declared_type,
-            content_id=part.content_id,
-            inline=part.inline,
-            filename=part.filename,
-        )
-        for part in parsed.attachments
-        if part.sniffed_type and part.sniffed_type.startswith("image/")
-    ]
-    kept, skipped = select_images(
-        candidates,
-        max_side=settings.image_max_side,
-        min_side=settings.image_min_side,
-        cap=settings.images_per_message,
-    )
-    normalized = {image.sha256: image for image in kept}
-    reasons = {image.sha256: image.reason for image in skipped}
-    rows = []
+    normalized = {image.sha256: image for image in read.kept}
+    reasons = {image.sha256: image.reason for image in read.skipped}
     for part in parsed.attachments:
-        row = Attachment(
+        attachment = Attachment(
             filename=part.filename,
             declared_type=part.declared_type,
             sniffed_type=part.sniffed_type,
@@ -143,9 +139,8 @@ def _attachments(parsed: ParsedEmail, settings: Settings) -> list[Attachment]:
             content_id=part.content_id,
             inline=part.inline,
         )
-        _apply_image(row, normalized.pop(part.sha256, None), reasons.get(part.sha256))
-        rows.append(row)
-    return rows
+        _apply_image(attachment, normalized.pop(part.sha256, None), reasons.get(part.sha256))
+        row.attachments.append(attachment)
 
 
 def _apply_image(row: Attachment, image: NormalizedImage | None, reason: str | None) -> None:

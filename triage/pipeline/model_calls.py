@@ -6,7 +6,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -84,6 +84,7 @@ def usable_config(row: ProviderSetting, secrets: SecretBox) -> ProviderConfig | 
         api_key=api_key,
         capabilities=dict(row.capabilities or {}),
         requests_per_minute=row.requests_per_minute,
+        price_override=row.price_override,
     )
 
 
@@ -93,9 +94,22 @@ def invalidate_setting(session: Session, setting_id: int, reason: str) -> None:
     row.invalid_reason = reason
 
 
-def remember_capabilities(session: Session, setting_id: int, learned: dict[str, object]) -> None:
+def remember_capabilities(
+    session: Session,
+    setting_id: int,
+    learned: dict[str, object],
+    *,
+    known: dict[str, Any] | None = None,
+) -> None:
+    """Store what the call learned about the setting (a step down the ladder) when it differs.
+
+    `known` is what the setting held when the call was built (ProviderConfig.capabilities): a
+    call that learned nothing new, nearly every call, then costs no load of the row.
+    """
+    if not learned or (known is not None and learned == known):
+        return
     row = session.get_one(ProviderSetting, setting_id)
-    if learned and dict(row.capabilities or {}) != learned:
+    if dict(row.capabilities or {}) != learned:
         row.capabilities = dict(learned)
 
 
@@ -109,7 +123,11 @@ def record_usage(
     usage: Usage,
     outcome: str,
 ) -> UsageEntry | None:
-    """One ledger row per stage run that reached the provider (failed calls are billed too)."""
+    """One ledger row per stage run that reached the provider (failed calls are billed too).
+
+    The setting's own price (self-hosted or negotiated) beats the public table; it comes with
+    the config, read with the setting when the call was built.
+    """
     if usage.calls == 0:
         return None
     entry = UsageEntry(
@@ -125,18 +143,12 @@ def record_usage(
             model=config.model,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
-            override=_price_override(session, config.setting_id),
+            override=parse_override(config.price_override),
         ),
         outcome=outcome,
     )
     session.add(entry)
     return entry
-
-
-def _price_override(session: Session, setting_id: int) -> tuple[Decimal, Decimal] | None:
-    """The setting's own price (self-hosted or negotiated), which beats the public table."""
-    row = session.get(ProviderSetting, setting_id)
-    return parse_override(row.price_override) if row is not None else None
 
 
 def set_status(message: Message, status: str, error: str | None = None) -> None:

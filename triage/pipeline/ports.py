@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -22,6 +22,7 @@ class ProviderConfig:
     api_key: str = field(repr=False)
     capabilities: dict[str, Any] = field(default_factory=dict)
     requests_per_minute: int | None = None  # the user's own limit for this key; None: no limit
+    price_override: str | None = None  # "in/out" USD per 1M tokens; None: the public table
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ class Enqueuer(Protocol):
     """Hands message IDs to whatever runs the next stage (Celery, or a local thread pool)."""
 
     def triage(self, message_id: int) -> None: ...
+
+    def triage_many(self, message_ids: Sequence[int]) -> None:
+        """The same for a batch (one broker round trip where the broker allows)."""
+        ...
 
     def draft(self, message_id: int) -> None: ...
 

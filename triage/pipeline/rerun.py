@@ -37,7 +37,7 @@ from triage.domain.schemas import (
     strict_json_schema,
     validate_category,
 )
-from triage.pipeline.budget import over_budget_reason
+from triage.pipeline.budget import user_over_budget_reason
 from triage.pipeline.model_calls import (
     StageOutcome,
     backoff_seconds,
@@ -126,7 +126,7 @@ def _claim(
             if setting is None or setting.user_id != user.id
             else "the model key does not decrypt with the configured secret keys"
             if config is None
-            else over_budget_reason(session, user_id=user.id)
+            else user_over_budget_reason(session, user)
         )
         if problem is not None or config is None:
             _finish(request, FAILED, error=problem)
@@ -210,7 +210,9 @@ def _store(
             result.cost_usd = entry.cost_usd if entry else None
             session.add(result)
             session.flush()
-            remember_capabilities(session, config.setting_id, reply.capabilities)
+            remember_capabilities(
+                session, config.setting_id, reply.capabilities, known=config.capabilities
+            )
             request = session.get_one(RerunRequest, request_id)
             request.result_id = result.id
             _finish(request, DONE)

@@ -34,8 +34,7 @@ def sweep_stuck(
             )
         )
         _requeue(session.scalars(select(Message).where(Message.id.in_(ids))))
-    for message_id in ids:
-        enqueue.triage(message_id)
+    enqueue.triage_many(ids)
     if ids:
         log.info("sweeper re-enqueued %d stuck messages", len(ids))
     return len(ids)
@@ -67,8 +66,7 @@ def retry_messages(
         )
         ids = [message.id for message in messages]
         _requeue(messages)
-    for message_id in ids:
-        enqueue.triage(message_id)
+    enqueue.triage_many(ids)
     return len(ids)
 
 

@@ -27,7 +27,7 @@ from triage.domain.schemas import (
     validate_category,
 )
 from triage.domain.screening import action_for, screen
-from triage.pipeline.budget import over_budget_reason
+from triage.pipeline.budget import user_over_budget_reason
 from triage.pipeline.fallbacks import ModelRequest, ask_with_fallbacks
 from triage.pipeline.model_calls import (
     StageOutcome,
@@ -38,7 +38,7 @@ from triage.pipeline.model_calls import (
 )
 from triage.pipeline.ports import Enqueuer, ModelPort, ModelReply, ProviderConfig
 from triage.pipeline.prompt_input import prompt_email
-from triage.pipeline.write_back import write_back_wanted
+from triage.pipeline.write_back import write_back_on, write_back_wanted
 
 log = logging.getLogger(__name__)
 TASK = "classify"
@@ -55,6 +55,7 @@ class _Claim:
     screening_rule: str | None = None
     email_text: str = ""
     sent: date | None = None
+    write_back: bool = True  # False: the account wants nothing written back, no check needed
 
 
 DRAFT_PENDING = "already triaged; the draft is still to be written"
@@ -105,7 +106,11 @@ def triage_message(
     # The result names the setting that answered, which may be a fallback.
     outcome = _store(db, message_id, replace(claim, config=answered.config), reply)
     # The result is committed: only now may it be written back to the mailbox (if wanted).
-    if outcome.status == statuses.TRIAGED and write_back_wanted(db=db, message_id=message_id):
+    if (
+        outcome.status == statuses.TRIAGED
+        and claim.write_back
+        and write_back_wanted(db=db, message_id=message_id)
+    ):
         enqueue.write_back(message_id)
     if outcome.status == statuses.TRIAGED and reply.answer.needs_reply:
         enqueue.draft(message_id)
@@ -124,7 +129,8 @@ def _claim(
             return StageOutcome(status=message.status, detail="nothing to do")
         if _has_result(session, message_id):
             return _resume(session, message)
-        user = session.get_one(User, session.get_one(MailAccount, message.account_id).user_id)
+        account = session.get_one(MailAccount, message.account_id)
+        user = session.get_one(User, account.user_id)
         gate = _gate(session, message, user)
         if isinstance(gate, StageOutcome):
             return gate
@@ -151,6 +157,7 @@ def _claim(
         screening_rule=message.screening_rule,
         email_text=email.text,
         sent=email.date.date() if email.date else None,
+        write_back=write_back_on(account),
     )
 
 
@@ -166,7 +173,7 @@ def _gate(session: Session, message: Message, user: User) -> StageOutcome | str:
             f"screened as {screened.rule} ({screened.reason}); the model was not called",
         )
         return StageOutcome(status=statuses.SKIPPED, detail=message.error)
-    reason = over_budget_reason(session, user_id=user.id)
+    reason = user_over_budget_reason(session, user)
     if reason is not None:
         set_status(message, statuses.OVER_BUDGET, reason)
         return StageOutcome(status=statuses.OVER_BUDGET, detail=reason)
@@ -252,7 +259,9 @@ def _store(
                 for item in checked.items
             ]
             session.add(result)
-            remember_capabilities(session, config.setting_id, reply.capabilities)
+            remember_capabilities(
+                session, config.setting_id, reply.capabilities, known=config.capabilities
+            )
             set_status(session.get_one(Message, message_id), statuses.TRIAGED)
     except IntegrityError:
         log.info("message %s already has a %s result", message_id, PROMPT_VERSION)

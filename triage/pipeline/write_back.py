@@ -58,6 +58,20 @@ class WriteBackMailbox(Protocol):
 WriteBackOpener = Callable[[ImapLogin], AbstractContextManager[WriteBackMailbox]]
 
 
+def write_back_on(account: MailAccount) -> bool:
+    """False only when the account certainly wants nothing written back (the default).
+
+    For a stage that has the account row loaded anyway: with everything off, `write_back_wanted`
+    would answer False, so its session and queries can be skipped. Settings that do not
+    validate count as on, so that check runs (and reports them) as before.
+    """
+    try:
+        settings = WriteBackSettings.model_validate(account.write_back or {})
+    except ValueError:
+        return True
+    return settings.tags_or_moves or settings.append_drafts
+
+
 def write_back_wanted(*, db: SessionFactory, message_id: int) -> bool:
     """Cheap check before enqueueing: does the account want something not yet written back?"""
     with db() as session:
