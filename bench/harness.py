@@ -87,8 +87,9 @@ class ProcessRun:
     # user + system of the process and the children it waited for (its reader processes), not
     # Dovecot's or Postgres'
     cpu_seconds: float
-    max_rss_mb: float  # the largest single process (wait4's ru_maxrss)
-    tree_rss_mb: float  # the process and its children together, sampled every 20 ms
+    # The process and its children together, sampled every 20 ms. (wait4's ru_maxrss is no
+    # use here: a forked child starts with its parent's high-water mark, the bench's own.)
+    tree_rss_mb: float
     returncode: int
     output: str
 
@@ -107,11 +108,7 @@ def run_measured(command: Sequence[str], *, env: dict[str, str], cwd: Path = REP
         output.seek(0)
         text = output.read().decode(errors="replace")
     cpu = usage.ru_utime + usage.ru_stime
-    # ru_maxrss is in kilobytes on Linux.
-    mb = 1024 * 1024
-    return ProcessRun(
-        seconds, cpu, usage.ru_maxrss / 1024, tree_peak / mb, process.returncode, text
-    )
+    return ProcessRun(seconds, cpu, tree_peak / (1024 * 1024), process.returncode, text)
 
 
 def _sample_tree_rss(pid: int) -> int:

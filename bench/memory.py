@@ -4,8 +4,8 @@ Run as `.venv/bin/python -m bench.memory [--sizes 5000,10000,20000]`. The bigges
 the SpamAssassin corpus APPENDed again and again, each copy with a new Message-ID so every
 message is distinct; the smaller folders are IMAP COPYs of its first messages. Each folder
 is synced by a fresh account in its own `triage sync --once` process. The peak is the highest
-sum of RSS over that process and its reader processes (sampled every 20 ms), printed beside
-the largest single process (ru_maxrss from wait4) and an empty folder's, the start-up cost.
+sum of RSS over that process and its reader processes (sampled every 20 ms), printed beside an
+empty folder's, which is the start-up cost.
 """
 
 from __future__ import annotations
@@ -57,12 +57,12 @@ def report(runs: dict[int, ProcessRun], load: tuple[float, float]) -> str:
         "Peak RSS of `triage sync --once` (Postgres, Redis broker), one process per mailbox; "
         f"load average before/after: {load[0]:.2f} / {load[1]:.2f}",
         "",
-        "| messages | peak RSS, all processes (MB) | largest process (MB) | seconds | msg/s |",
-        "|---------:|-----------------------------:|---------------------:|--------:|------:|",
+        "| messages | peak RSS, all processes (MB) | seconds | msg/s |",
+        "|---------:|-----------------------------:|--------:|------:|",
     ]
     for size, run in sorted(runs.items()):
         rate = f"{size / run.seconds:,.0f}" if size else "-"
-        cells = f"{run.tree_rss_mb:>28.1f} | {run.max_rss_mb:>20.1f} | {run.seconds:>7.1f}"
+        cells = f"{run.tree_rss_mb:>28.1f} | {run.seconds:>7.1f}"
         lines.append(f"| {size:>8,} | {cells} | {rate:>5} |")
     sized = [runs[size] for size in sorted(runs) if size]
     peak = max(run.tree_rss_mb for run in sized)

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from triage.adapters.oauth import PROVIDERS as OAUTH_PROVIDERS
-from triage.adapters.secrets import SecretKeyError
-from triage.commands import accounts as accounts_commands
-from triage.commands import estimate, providers, running, setup, users
-from triage.commands import keys as keys_commands
-from triage.commands import web as web_commands
+from triage.adapters.oauth_presets import PROVIDERS as OAUTH_PROVIDERS
+from triage.commands import arguments
+from triage.commands.arguments import handler
 from triage.config import get_settings
 from triage.logging_setup import configure_logging
-from triage.runtime import Runtime, build_runtime
 
-Handler = Callable[[Runtime, argparse.Namespace], object]
+if TYPE_CHECKING:
+    from triage.runtime import Runtime
+
+# Command modules are imported only when their command runs (see triage.commands.arguments):
+# together they pull in Celery, the openai SDK, FastAPI, Pillow, imapclient and more.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _users(commands)
     _accounts(commands)
-    providers.add_parsers(commands)
+    arguments.providers(commands)
 
     sync = commands.add_parser("sync", help="fetch new mail and queue it for triage")
     sync.add_argument("--account", type=int)
@@ -47,51 +48,50 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="a folder's first sync skips mail that arrived before this date",
     )
-    sync.set_defaults(handler=running.sync)
+    sync.set_defaults(handler=handler("triage.commands.running:sync"))
 
     listen = commands.add_parser("listen", help="IDLE on every watched folder, store mail at once")
     listen.add_argument("--account", type=int, help="only this account")
-    listen.set_defaults(handler=running.listen)
+    listen.set_defaults(handler=handler("triage.commands.running:listen"))
 
     commands.add_parser("worker", help="a Celery worker (extra options go to Celery)")
 
     run = commands.add_parser("run", help="everything in one process (embedded default)")
     run.add_argument("--once", action="store_true", help="one sync pass, finish the work, exit")
-    run.set_defaults(handler=running.run)
+    run.add_argument("--no-web", action="store_true", help="do not serve the admin console")
+    run.set_defaults(handler=handler("triage.commands.running:run"))
 
     export = commands.add_parser("export", help="messages with their results")
     export.add_argument("--format", choices=["jsonl"], default="jsonl")
     export.add_argument(
         "--reviewed", action="store_true", help="reviewed results as a labelled set instead"
     )
-    export.set_defaults(handler=web_commands.export)
+    export.set_defaults(handler=handler("triage.commands.web:export"))
 
     web = commands.add_parser("web", help="the admin console (and its JSON API)")
     web.add_argument("--host", help="default: TRIAGE_WEB_HOST")
     web.add_argument("--port", type=int, help="default: TRIAGE_WEB_PORT")
-    web.set_defaults(handler=web_commands.web)
+    web.set_defaults(handler=handler("triage.commands.web:web"))
 
-    estimate.add_parser(commands)
+    arguments.estimate(commands)
 
     sweep = commands.add_parser("sweep", help="re-enqueue messages stuck unfinished (one pass)")
     sweep.add_argument(
         "--stuck-after", type=int, metavar="SECONDS", help="default: TRIAGE_STUCK_AFTER_SECONDS"
     )
-    sweep.set_defaults(handler=running.sweep)
+    sweep.set_defaults(handler=handler("triage.commands.running:sweep"))
 
     retry = commands.add_parser("retry", help="send messages back to the queue")
     retry.add_argument("--status", default="failed")
-    retry.set_defaults(handler=running.retry)
+    retry.set_defaults(handler=handler("triage.commands.running:retry"))
 
     keys = commands.add_parser("keys", help="secret keys").add_subparsers(
         dest="action", required=True
     )
-    keys.add_parser("generate", help="print a new Fernet key").set_defaults(
-        plain=setup.keys_generate
-    )
+    keys.add_parser("generate", help="print a new Fernet key").set_defaults(plain=_keys_generate)
     keys.add_parser(
         "rotate", help="re-encrypt every stored secret under the first key"
-    ).set_defaults(handler=keys_commands.keys_rotate)
+    ).set_defaults(handler=handler("triage.commands.keys:keys_rotate"))
     return parser
 
 
@@ -103,8 +103,8 @@ def _users(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add.add_argument("email")
     add.add_argument("--admin", action="store_true")
     add.add_argument("--password-env", metavar="VAR", help="env var holding the password")
-    add.set_defaults(handler=setup.users_add)
-    users.add_parsers(actions)
+    add.set_defaults(handler=handler("triage.commands.setup:users_add"))
+    arguments.user_settings(actions)
 
 
 def _accounts(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -119,7 +119,7 @@ def _accounts(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     security.add_argument("--ssl", dest="security", action="store_const", const="ssl")
     security.add_argument("--starttls", dest="security", action="store_const", const="starttls")
     security.add_argument("--plain", dest="security", action="store_const", const="plain")
-    add.set_defaults(security="ssl", handler=setup.accounts_add)
+    add.set_defaults(security="ssl", handler=handler("triage.commands.setup:accounts_add"))
     add.add_argument("--username", required=True)
     add.add_argument("--password-env", metavar="VAR", help="env var holding the IMAP password")
     add.add_argument("--folder", action="append", help="folder to watch (repeatable)")
@@ -143,7 +143,7 @@ def _account_changes(accounts: argparse._SubParsersAction[argparse.ArgumentParse
     reauth.add_argument("--account", type=int, required=True)
     reauth.add_argument("--refresh-token-env", metavar="VAR", required=True)
     reauth.add_argument("--client-secret-env", metavar="VAR")
-    reauth.set_defaults(handler=accounts_commands.accounts_reauth)
+    reauth.set_defaults(handler=handler("triage.commands.accounts:accounts_reauth"))
 
     back = accounts.add_parser("write-back", help="keywords, moves, drafts in the mailbox")
     back.add_argument("--account", type=int, required=True)
@@ -152,7 +152,7 @@ def _account_changes(accounts: argparse._SubParsersAction[argparse.ArgumentParse
     back.add_argument("--clear-moves", action="store_true", help="move nothing any more")
     back.add_argument("--drafts-folder", metavar="NAME", help="APPEND drafts here (turns it on)")
     back.add_argument("--append-drafts", choices=["on", "off"])
-    back.set_defaults(handler=accounts_commands.accounts_write_back)
+    back.set_defaults(handler=handler("triage.commands.accounts:accounts_write_back"))
 
 
 def _positive(text: str) -> int:
@@ -175,7 +175,17 @@ def _db_upgrade(rt: Runtime, _args: argparse.Namespace) -> str:
     return "database is up to date"
 
 
+def _keys_generate(_args: argparse.Namespace) -> str:
+    from triage.adapters.secrets import generate_key
+
+    return generate_key()
+
+
 def _worker(celery_args: list[str]) -> int:
+    from triage.adapters.secrets import SecretKeyError
+    from triage.commands import running
+    from triage.runtime import build_runtime
+
     try:
         build_runtime(get_settings())  # fail now, clearly, rather than in the first task
     except SecretKeyError as exc:
@@ -198,10 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "plain"):
         print(args.plain(args))
         return 0
+    from triage.adapters.secrets import SecretKeyError
+    from triage.commands.setup import CommandError
+    from triage.runtime import build_runtime
+
     try:
         runtime = build_runtime(get_settings())
         outcome = args.handler(runtime, args)
-    except (setup.CommandError, SecretKeyError) as exc:
+    except (CommandError, SecretKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if isinstance(outcome, str):

@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from triage.adapters.db.session import SessionFactory, make_engine, make_session_factory
-from triage.adapters.models.client import OpenAICompatibleClient
 from triage.adapters.secrets import SecretBox, SecretKeyError, generate_key
 from triage.config import Settings
+
+if TYPE_CHECKING:
+    from triage.adapters.imap import ImapLogin, ImapMailbox
+    from triage.adapters.models.client import OpenAICompatibleClient
+
+
+class _LazyModel:
+    """Builds the model client on first use: the SDK behind it costs a third of a second to
+    import, which commands that never call a model (`users add`, `export`) should not pay."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._client: OpenAICompatibleClient | None = None
+
+    def get(self) -> OpenAICompatibleClient:
+        if self._client is not None:
+            return self._client
+        with self._lock:  # worker threads meet it at once; they must share one client
+            if self._client is None:
+                from triage.adapters.models.client import OpenAICompatibleClient
+
+                self._client = OpenAICompatibleClient.from_settings(self._settings)
+            return self._client
 
 
 @dataclass(frozen=True)
@@ -20,7 +46,11 @@ class Runtime:
     engine: Engine
     db: SessionFactory
     secrets: SecretBox
-    model: OpenAICompatibleClient
+    _model: _LazyModel = field(repr=False, compare=False)
+
+    @property
+    def model(self) -> OpenAICompatibleClient:
+        return self._model.get()
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -30,8 +60,19 @@ def build_runtime(settings: Settings) -> Runtime:
         engine=engine,
         db=make_session_factory(engine),
         secrets=load_secret_box(settings),
-        model=OpenAICompatibleClient.from_settings(settings),
+        _model=_LazyModel(settings),
     )
+
+
+def mailbox_opener(rt: Runtime) -> Callable[[ImapLogin], ImapMailbox]:
+    """Opens a real IMAP connection with the configured timeouts and CA file; fits every
+    stage's mailbox port (sync, write-back), in the commands and in the workers."""
+    from triage.adapters.imap import ImapMailbox, Timeouts
+
+    timeouts = Timeouts(
+        connect=rt.settings.imap_connect_timeout, read=rt.settings.imap_read_timeout
+    )
+    return lambda login: ImapMailbox(login, timeouts=timeouts, ca_file=rt.settings.imap_ca_file)
 
 
 def load_secret_box(settings: Settings) -> SecretBox:

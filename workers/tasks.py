@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from triage.adapters.imap import ImapLogin, ImapMailbox, Timeouts
 from triage.adapters.metrics import INGESTED, InstrumentedModel, count_outcome
 from triage.config import get_settings
 from triage.logging_setup import log_context
@@ -22,7 +21,7 @@ from triage.pipeline.rerun import rerun_triage
 from triage.pipeline.sweep import sweep_stuck
 from triage.pipeline.triage import triage_message
 from triage.pipeline.write_back import write_back_message
-from triage.runtime import Runtime, build_runtime
+from triage.runtime import Runtime, build_runtime, mailbox_opener
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -69,14 +68,6 @@ def runtime() -> Runtime:
 def model_port() -> ModelPort:
     """The runtime's model client, timed and billed into this worker's metrics."""
     return InstrumentedModel(runtime().model)
-
-
-def mailbox_opener(rt: Runtime) -> Callable[[ImapLogin], ImapMailbox]:
-    """Opens a real IMAP connection; fits every stage's mailbox port (sync, write-back)."""
-    timeouts = Timeouts(
-        connect=rt.settings.imap_connect_timeout, read=rt.settings.imap_read_timeout
-    )
-    return lambda login: ImapMailbox(login, timeouts=timeouts, ca_file=rt.settings.imap_ca_file)
 
 
 def _finished(stage: str, outcome: StageOutcome) -> None:

@@ -25,7 +25,7 @@ from triage.adapters.db.tables import MailAccount, Message, User
 from triage.config import Settings
 from triage.pipeline.credentials import secret_owner
 from triage.pipeline.ingest import SyncReport, sync_account
-from triage.runtime import Runtime, build_runtime
+from triage.runtime import Runtime, build_runtime, mailbox_opener
 
 OWNER = "owner@example.test"
 
@@ -86,8 +86,6 @@ def runtime_from(env: dict[str, str]) -> Runtime:
 
 def sync_once(rt: Runtime, account_id: int, **options: Any) -> SyncReport:
     """One in-process sync pass over a real connection; enqueued IDs are only recorded."""
-    from workers.tasks import mailbox_opener
-
     return sync_account(
         account_id=account_id,
         db=rt.db,

@@ -7,7 +7,7 @@ import zlib
 from email.message import EmailMessage
 
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, selectinload, undefer
 
 from tests.conftest import ImapUser
 from tests.integration.conftest import Cli, Worker, wait_until
@@ -96,7 +96,8 @@ def by_name(engine: Engine) -> dict[str, Message]:
     """Rows by the name of what was appended, in APPEND (UID) order."""
     names = [*HOSTILE, "ordinary, after", "ordinary, later"]
     with Session(engine) as session:
-        query = select(Message).options(selectinload(Message.attachments)).order_by(Message.uid)
+        loads = (selectinload(Message.attachments), undefer(Message.raw))
+        query = select(Message).options(*loads).order_by(Message.uid)
         return dict(zip(names, session.scalars(query), strict=False))
 
 

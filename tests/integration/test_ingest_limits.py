@@ -14,7 +14,7 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from tests.conftest import ImapUser
 from tests.integration.conftest import REPO, Cli
@@ -136,7 +136,8 @@ def test_an_oversized_message_is_recorded_without_downloading_it(
 
     assert "too large 1" in result.stderr
     with Session(pg_engine) as session:
-        large, small = session.scalars(select(Message).order_by(Message.uid)).all()
+        query = select(Message).options(undefer(Message.raw)).order_by(Message.uid)
+        large, small = session.scalars(query).all()
     assert large.status == "too_large" and large.raw is None and large.size > cap
     assert large.subject == "the big one" and "alice@example.test" in large.from_addr
     assert large.error and f"over the cap of {cap}" in large.error

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from tests.conftest import ImapUser
+from tests.e2e.console import free_port
 from tests.integration.conftest import Worker, base_env, wait_until
 from tests.integration.ingest_support import (
     Process,
@@ -217,6 +218,7 @@ def test_sigterm_ends_idle_and_logs_out(
 def test_triage_run_listens_too(dovecot: Dovecot, imap_user: ImapUser, tmp_path: Path) -> None:
     env = base_env(tmp_path)
     env["TRIAGE_SYNC_INTERVAL_SECONDS"] = "3600"  # only IDLE can bring mail in time
+    env["TRIAGE_WEB_PORT"] = str(free_port())  # `run` serves the console too; not on 8025
     seed_account(env, imap_user)
     process = start_triage(env, tmp_path / "run.log", "run")
     try:

@@ -7,29 +7,27 @@ from urllib.parse import urlsplit
 
 import httpx2
 
+# The presets live apart so that the CLI can list them without importing httpx2.
+from triage.adapters.oauth_presets import PRESETS, PROVIDERS, ProviderPreset, preset
+
+__all__ = [
+    "PRESETS",
+    "PROVIDERS",
+    "OAuthClient",
+    "OAuthError",
+    "OAuthReauthNeeded",
+    "OAuthUnavailable",
+    "ProviderPreset",
+    "TokenGrant",
+    "preset",
+    "refresh_access_token",
+]
+
 # Token requests are small; a provider slower than this is treated as down for this poll.
 TOKEN_TIMEOUT = httpx2.Timeout(20.0, connect=10.0)
 # Errors after which the same request can never succeed: the user must authorize again.
 _REAUTH_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 _MAX_DESCRIPTION = 200
-
-
-@dataclass(frozen=True)
-class ProviderPreset:
-    token_url: str
-    scopes: tuple[str, ...]
-
-
-# IMAP scopes: Gmail's full mail scope; Microsoft's IMAP scope plus offline_access, without
-# which Entra ID issues no refresh token.
-PRESETS: dict[str, ProviderPreset] = {
-    "google": ProviderPreset("https://oauth2.googleapis.com/token", ("https://mail.google.com/",)),
-    "microsoft": ProviderPreset(
-        "https://login.microsoftonline.com/common/oauth2/v2.0/token",
-        ("https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access"),
-    ),
-}
-PROVIDERS = (*PRESETS, "custom")
 
 
 class OAuthError(Exception):
@@ -59,18 +57,6 @@ class TokenGrant:
     access_token: str = field(repr=False)
     expires_in: int
     refresh_token: str | None = field(default=None, repr=False)  # set when the provider rotated
-
-
-def preset(provider: str, token_url: str | None) -> ProviderPreset:
-    """The token URL and scopes of a provider; `custom` needs its own token URL."""
-    if provider == "custom":
-        if not token_url:
-            raise ValueError("--oauth-provider custom needs --token-url")
-        return ProviderPreset(token_url, ())
-    if provider not in PRESETS:
-        raise ValueError(f"unknown OAuth provider {provider!r}; one of {', '.join(PROVIDERS)}")
-    found = PRESETS[provider]
-    return ProviderPreset(token_url or found.token_url, found.scopes)
 
 
 def refresh_access_token(

@@ -21,7 +21,7 @@ from triage.domain.prompts import PromptEmail, estimate_tokens, new_boundary, tr
 from triage.domain.schemas import TriageAnswer, parse_categories, strict_json_schema
 from triage.domain.screening import action_for, screen
 from triage.pipeline.credentials import imap_login
-from triage.runtime import Runtime
+from triage.runtime import Runtime, mailbox_opener
 
 # A classification answer (JSON with a summary and an action item or two) is about this long.
 OUTPUT_TOKENS = 150
@@ -94,8 +94,6 @@ def _fetch_sample(
     rt: Runtime, account_id: int, folders: list[str], since: date, size: int
 ) -> tuple[int, int, list[bytes]]:
     """SEARCH SINCE and RFC822.SIZE for every folder, BODY.PEEK[] for an even sample only."""
-    from workers.tasks import mailbox_opener
-
     total, too_large, raws = 0, 0, []
     per_folder = max(1, size // len(folders))
     try:
@@ -233,11 +231,3 @@ def _usd(value: Decimal | None) -> str:
         if value is None
         else (f"${value:.4f}")
     )
-
-
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cost = commands.add_parser("estimate", help="cost of triaging old mail, before it runs")
-    cost.add_argument("--account", type=int, required=True)
-    cost.add_argument("--since", required=True, metavar="YYYY-MM-DD")
-    cost.add_argument("--sample", type=int, default=50, help="bodies to read (default 50)")
-    cost.set_defaults(handler=estimate)

@@ -17,43 +17,8 @@ from triage.commands.setup import CommandError, find_user, price_override, secre
 from triage.pipeline.probe import probe_setting
 from triage.runtime import Runtime
 
-TASKS = ("classify", "draft", "cheap")
 # Probe findings that mean the saved setting cannot work as typed.
 WRONG_AS_TYPED = frozenset({"key_rejected", "model_not_found", "key_unreadable"})
-
-
-def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The `providers` sub-commands."""
-    actions = commands.add_parser("providers", help="model settings").add_subparsers(
-        dest="action", required=True
-    )
-    put = actions.add_parser("set", help="set a user's model for a task, then probe it")
-    put.add_argument("--user", required=True)
-    put.add_argument("--provider", required=True, help="a preset name, or custom")
-    put.add_argument("--base-url", help="the preset's URL unless given (required for custom)")
-    put.add_argument("--model", required=True)
-    put.add_argument("--api-key-env", metavar="VAR", help="env var holding the key")
-    put.add_argument("--task", choices=TASKS, default="classify")
-    put.add_argument("--fallback-of", metavar="NAME", help="add as a fallback after NAME")
-    put.add_argument("--rpm", type=_positive, help="at most N requests a minute with this key")
-    put.add_argument("--price", metavar="IN/OUT", help="USD per 1M tokens, beats the table")
-    put.add_argument("--no-probe", action="store_true", help="save without calling the model")
-    put.set_defaults(handler=providers_set)
-
-    test = actions.add_parser("test", help="probe: reachable? key valid? JSON? vision?")
-    test.add_argument("--user", required=True)
-    test.add_argument("--task", choices=TASKS)
-    test.set_defaults(handler=providers_test)
-
-    show = actions.add_parser("list", help="a user's settings and their last probe")
-    show.add_argument("--user", required=True)
-    show.set_defaults(handler=providers_list)
-
-    remove = actions.add_parser("remove", help="delete one setting")
-    remove.add_argument("--user", required=True)
-    remove.add_argument("--task", choices=TASKS, default="classify")
-    remove.add_argument("--position", type=int, required=True, help="0 = primary")
-    remove.set_defaults(handler=providers_remove)
 
 
 def providers_set(rt: Runtime, args: argparse.Namespace) -> int:
@@ -116,13 +81,6 @@ def providers_remove(rt: Runtime, args: argparse.Namespace) -> str:
             raise CommandError(f"{args.user} has no {args.task} setting at {args.position}")
         session.delete(setting)
     return f"removed {args.task} ({_role(args.position)}) {setting.provider} {setting.model}"
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return number
 
 
 def _preset(name: str) -> Preset:

@@ -1,23 +1,21 @@
-"""Commands that move mail: sync, worker, run (embedded), retry, export."""
+"""Commands that move mail: sync, listen, worker, run (embedded), sweep, retry."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from triage.adapters.db.export import export_messages
-from triage.adapters.db.migrate import upgrade
 from triage.adapters.db.tables import MailAccount
 from triage.adapters.metrics import INGESTED, register_state, serve
 from triage.commands.progress import SyncProgress
@@ -25,7 +23,10 @@ from triage.embedded import LocalEnqueuer
 from triage.pipeline.ingest import SyncReport, sync_account
 from triage.pipeline.ports import Enqueuer
 from triage.pipeline.sweep import retry_messages, sweep_stuck
-from triage.runtime import Runtime
+from triage.runtime import Runtime, mailbox_opener
+
+if TYPE_CHECKING:
+    from triage.commands.web import ConsoleThread
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,6 @@ def sync_pass(
     stop: threading.Event | None = None,
 ) -> int:
     """Sync each account once (progress on stderr); returns how many accounts failed."""
-    from workers.tasks import mailbox_opener
-
     failures = 0
     for account_id in ids:
         if stop is not None and stop.is_set():
@@ -172,10 +171,16 @@ def listen(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def run(rt: Runtime, args: argparse.Namespace) -> int:
-    """Everything in one process: migrate, then listen, poll, sweep and triage on local threads."""
+    """Everything in one process: migrate, then serve the console, listen, poll, sweep and
+    triage on local threads, until SIGTERM/SIGINT."""
+    from triage.adapters.db.migrate import upgrade
+
     upgrade(rt.settings.resolved_database_url())
     stop = threading.Event()
-    with stop_on_signals(stop), enqueuer_for(rt, stop=stop) as enqueue:
+    with stop_on_signals(stop), enqueuer_for(rt, stop=stop) as enqueue, ExitStack() as console:
+        if not (args.once or args.no_web):
+            # Bound before any work starts: a port in use fails the start, and nothing else.
+            console.enter_context(_console(rt, enqueue))
         # Nothing else runs in this process yet, so whatever is unfinished was interrupted.
         sweep_stuck(db=rt.db, enqueue=enqueue, older_than=timedelta(0))
         if args.once:
@@ -187,6 +192,16 @@ def run(rt: Runtime, args: argparse.Namespace) -> int:
             stop.set()
             listener.join()
     return 0
+
+
+def _console(rt: Runtime, enqueue: Enqueuer) -> ConsoleThread:
+    """The admin console as `triage web` serves it, on TRIAGE_WEB_HOST:TRIAGE_WEB_PORT; it is
+    stopped (after the listener, before the pool) when the ExitStack closes."""
+    from triage.commands.web import ConsoleThread
+
+    console = ConsoleThread(rt, enqueue, host=rt.settings.web_host, port=rt.settings.web_port)
+    print(f"console on {console.url}", file=sys.stderr, flush=True)
+    return console
 
 
 def _start_listener(rt: Runtime, enqueue: Enqueuer, stop: threading.Event) -> threading.Thread:
@@ -220,14 +235,6 @@ def retry(rt: Runtime, args: argparse.Namespace) -> int:
     with enqueuer_for(rt) as enqueue:
         count = retry_messages(db=rt.db, enqueue=enqueue, status=args.status)
     print(f"re-enqueued {count} messages with status {args.status}", file=sys.stderr)
-    return 0
-
-
-def export(rt: Runtime, args: argparse.Namespace) -> int:
-    out = sys.stdout
-    with rt.db() as session:
-        for row in export_messages(session):
-            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
     return 0
 
 

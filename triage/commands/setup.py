@@ -1,4 +1,4 @@
-"""Commands that set things up: the schema, users, mail accounts, provider settings, keys."""
+"""Commands that set things up: users and mail accounts, and the helpers every command uses."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from sqlalchemy.orm import Session
 
 from triage.adapters.db.session import transaction
 from triage.adapters.db.tables import MailAccount, User
-from triage.adapters.models.prices import parse_override
-from triage.adapters.oauth import preset as oauth_preset
-from triage.adapters.passwords import hash_password
-from triage.adapters.secrets import generate_key
-from triage.pipeline.credentials import secret_owner
+from triage.adapters.oauth_presets import preset as oauth_preset
 from triage.runtime import Runtime
+
+# Every command imports this module for CommandError and the helpers below, so what only one
+# command needs (argon2, the price table, the IMAP client behind secret_owner) is imported there.
 
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "plain": 143}
 
@@ -40,6 +39,8 @@ def find_user(session: Session, email: str) -> User:
 
 
 def users_add(rt: Runtime, args: argparse.Namespace) -> str:
+    from triage.adapters.passwords import hash_password
+
     with transaction(rt.db) as session:
         if session.scalars(
             select(User).where(func.lower(User.email) == args.email.lower())
@@ -57,6 +58,8 @@ def users_add(rt: Runtime, args: argparse.Namespace) -> str:
 
 
 def accounts_add(rt: Runtime, args: argparse.Namespace) -> str:
+    from triage.pipeline.credentials import secret_owner
+
     oauth = _oauth_request(args)
     password = None if oauth else secret_from_env(args.password_env)
     with transaction(rt.db) as session:
@@ -122,6 +125,8 @@ def _oauth_request(args: argparse.Namespace) -> _OAuthRequest | None:
 
 def _store_oauth(rt: Runtime, account: MailAccount, oauth: _OAuthRequest) -> None:
     """Settings in the clear, the client secret and refresh token encrypted and owner-bound."""
+    from triage.pipeline.credentials import secret_owner
+
     settings: dict[str, object] = {
         "provider": oauth.provider,
         "token_url": oauth.token_url,
@@ -141,6 +146,8 @@ def _store_oauth(rt: Runtime, account: MailAccount, oauth: _OAuthRequest) -> Non
 
 def price_override(value: str | None) -> str | None:
     """`--price IN/OUT` (USD per million tokens) checked and normalized, or None for the table."""
+    from triage.adapters.models.prices import parse_override
+
     if not value:
         return None
     try:
@@ -150,7 +157,3 @@ def price_override(value: str | None) -> str | None:
     if pair is None or "/" not in value or any(not p.is_finite() or p < 0 for p in pair):
         raise CommandError(f"--price {value!r}: USD per million tokens as IN/OUT, e.g. 0.15/0.60")
     return f"{pair[0]}/{pair[1]}"
-
-
-def keys_generate(_args: argparse.Namespace) -> str:
-    return generate_key()

@@ -10,10 +10,10 @@ from pathlib import Path
 from triage.adapters.db.session import transaction
 from triage.commands.setup import CommandError, find_user, secret_from_env
 from triage.domain.schemas import parse_categories
-from triage.domain.screening import ACTIONS, RULE_NAMES, action_for, check_rule_action
+from triage.domain.screening import RULE_NAMES, action_for, check_rule_action
 from triage.pipeline.budget import month_spend
 from triage.pipeline.style import StyleError, learn_style
-from triage.runtime import Runtime
+from triage.runtime import Runtime, mailbox_opener
 
 MAX_STYLE_NOTE = 2000
 
@@ -81,8 +81,6 @@ def style(rt: Runtime, args: argparse.Namespace) -> str:
 
 
 def _style_from_sent(rt: Runtime, args: argparse.Namespace) -> str:
-    from workers.tasks import mailbox_opener
-
     if args.account is None:
         raise CommandError("--from-sent needs --account ID")
     with rt.db() as session:
@@ -123,34 +121,3 @@ def categories(rt: Runtime, args: argparse.Namespace) -> str:
         user = find_user(session, args.email)
         user.categories = [c.model_dump() for c in parsed] if value is not None else None
     return f"{args.email}: categories " + ", ".join(c.name for c in parsed)
-
-
-def add_parsers(users: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The budget, screening, style and categories sub-commands of `triage users`."""
-    cap = users.add_parser("budget", help="monthly spending cap (USD) for a user's model calls")
-    cap.add_argument("email")
-    cap.add_argument("--monthly-usd", metavar="AMOUNT")
-    cap.add_argument("--clear", action="store_true", help="remove the cap")
-    cap.set_defaults(handler=budget)
-
-    screen = users.add_parser("screening", help="what happens to machine mail before the model")
-    screen.add_argument("email")
-    screen.add_argument("--rule", choices=RULE_NAMES)
-    screen.add_argument("--action", choices=ACTIONS)
-    screen.set_defaults(handler=screening)
-
-    voice = users.add_parser("style", help="how drafts should sound")
-    voice.add_argument("email")
-    voice.add_argument("--note-env", metavar="VAR", help="env var holding a written style note")
-    voice.add_argument("--from-sent", action="store_true", help="learn it from sent mail")
-    voice.add_argument("--account", type=int, help="the account whose Sent folder to read")
-    voice.add_argument("--folder", help="the Sent folder (default: the account's)")
-    voice.add_argument("--count", type=int, default=20, help="how many sent messages to read")
-    voice.add_argument("--clear", action="store_true", help="forget the note and the profile")
-    voice.set_defaults(handler=style)
-
-    labels = users.add_parser("categories", help="a user's own categories")
-    labels.add_argument("email")
-    labels.add_argument("--file", help='JSON: [{"name": "...", "description": "..."}, ...]')
-    labels.add_argument("--defaults", action="store_true", help="back to the default set")
-    labels.set_defaults(handler=categories)

@@ -138,7 +138,8 @@ class Message(Base):
     html_body: Mapped[str | None] = mapped_column(Text)
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     defects: Mapped[list[str]] = mapped_column(default=list)
-    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Loaded only when read: stages and pages never need the raw bytes, which can be megabytes.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(32), default="received")
