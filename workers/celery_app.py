@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init
+from celery.signals import setup_logging, worker_init, worker_process_init
 
 from triage.config import get_settings
 
@@ -64,6 +64,15 @@ def _serve_metrics(**_kwargs: Any) -> None:
     serve(rt.settings.metrics_port, host=rt.settings.metrics_host)
 
 
+def _fresh_connections_after_fork(**_kwargs: Any) -> None:
+    """A prefork child must not share the database connections it inherited from the parent
+    (which built the runtime for /metrics): drop them from its pool, leaving the parent's open."""
+    from workers.tasks import runtime
+
+    if runtime.cache_info().currsize:
+        runtime().engine.dispose(close=False)
+
+
 def _configure_logging(loglevel: int | str | None = None, **_kwargs: Any) -> None:
     """Our JSON lines for workers and beat alike (connecting here stops Celery's own set-up)."""
     from triage.logging_setup import configure_logging
@@ -74,4 +83,5 @@ def _configure_logging(loglevel: int | str | None = None, **_kwargs: Any) -> Non
 
 
 worker_init.connect(_serve_metrics)
+worker_process_init.connect(_fresh_connections_after_fork)
 setup_logging.connect(_configure_logging)
