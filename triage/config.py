@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     imap_read_timeout: float = 60.0
     imap_ca_file: Path | None = None
     fetch_batch_bytes: int = 50 * 1024 * 1024  # bodies held in memory at once, at most
-    parse_processes: int = 0  # processes parsing a big batch; 0: one per core, 1: in-process
+    parse_processes: int | None = None  # reader processes for big batches; 0: none; None: cores - 1
     sync_interval_seconds: int = 300
     sync_lease_seconds: int = 300  # a fetcher's claim on an account; renewed every batch
     idle_renew_seconds: int = 600

@@ -58,7 +58,7 @@ def logo_hash(read: ReadMail) -> str:
 def test_reader_processes_read_a_batch_exactly_as_the_syncing_process_does() -> None:
     raws = [path.read_bytes() for path in sorted(CORPUS.glob("*.eml"))][: POOL_MIN_BATCH + 16]
     assert len(raws) > POOL_MIN_BATCH
-    here = start_reading(raws, LIMITS, processes=1).result()
+    here = start_reading(raws, LIMITS, processes=0).result()
     there = start_reading(raws, LIMITS, processes=2).result()
     assert there == here
     assert sum(read.parsed is not None for read in there) == len(raws)

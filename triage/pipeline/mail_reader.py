@@ -89,7 +89,7 @@ class Reading:
         self._raws, self._limits = raws, limits
         self._done: list[ReadMail] | None = None
         self._under_way: Iterator[ReadMail] | None = None
-        if processes < 2 or len(raws) < POOL_MIN_BATCH:
+        if processes < 1 or len(raws) < POOL_MIN_BATCH:
             self._done = [read_mail(raw, limits) for raw in raws]
         else:
             chunk = max(1, len(raws) // (processes * 4))
@@ -108,13 +108,14 @@ class Reading:
 
 
 def start_reading(raws: Sequence[bytes], limits: ImageLimits, *, processes: int) -> Reading:
-    """Start reading a batch: in `processes` reader processes when it is big enough."""
+    """Start reading a batch: in `processes` reader processes when it is big enough (0: here)."""
     return Reading(raws, limits, processes)
 
 
-def parse_processes(setting: int) -> int:
-    """The setting, where 0 means one reader per core."""
-    return setting if setting > 0 else (os.cpu_count() or 1)
+def parse_processes(setting: int | None) -> int:
+    """Reader processes: the setting, or by default one per core but the syncing process's own
+    (which stores one batch while the next is parsed); none on a single core."""
+    return setting if setting is not None else max(0, (os.cpu_count() or 1) - 1)
 
 
 def _read(raw: bytes, limits: ImageLimits) -> ReadMail:
