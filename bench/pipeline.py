@@ -1,6 +1,6 @@
 """Throughput of the pipeline: queued messages through real workers to a model with fixed latency.
 
-Run: `.venv/bin/python -m bench.pipeline [--pool threads] [--concurrency 32] [--processes 1]
+Run: `.venv/bin/python -m bench.pipeline [--pool threads] [--concurrency 32] [--processes 2]
 [--latency 0.3] [--messages 2000]`. It starts its own Postgres (initdb in a temp dir) and Redis,
 stores N messages with status `queued` (parse excluded; one model call each, no draft) and 2 x C
 warm-up ones, runs the FakeModelServer in a process of its own answering after the latency,
@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench.pipeline", description=__doc__)
     parser.add_argument("--pool", default="threads", help="threads | prefork | gevent | eventlet")
     parser.add_argument("--concurrency", type=int, default=32, help="C: concurrent model calls")
-    parser.add_argument("--processes", type=int, default=1, help="worker processes sharing C")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes sharing C")
     parser.add_argument("--latency", type=float, default=0.3, help="L: model latency, seconds")
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--fsync", action="store_true", help="Postgres with fsync on")
