@@ -17,17 +17,15 @@ from sqlalchemy.exc import IntegrityError
 
 from triage.adapters.db.session import SessionFactory, transaction
 from triage.adapters.db.tables import (
-    ActionItem,
     MailAccount,
     Message,
     ProviderSetting,
     RerunRequest,
-    TriageResult,
     User,
 )
 from triage.adapters.secrets import SecretBox
 from triage.config import Settings
-from triage.domain.policy import Checked, check_answer
+from triage.domain.policy import check_answer
 from triage.domain.prompts import PROMPT_VERSION, new_boundary, triage_messages
 from triage.domain.schemas import (
     DEFAULT_CATEGORIES,
@@ -56,6 +54,7 @@ from triage.pipeline.ports import (
     ProviderUnavailable,
 )
 from triage.pipeline.prompt_input import prompt_email
+from triage.pipeline.result_rows import triage_result
 
 log = logging.getLogger(__name__)
 TASK = "classify"
@@ -206,8 +205,15 @@ def _store(
                 usage=usage,
                 outcome="ok",
             )
-            result = _result_row(request_id, claim, reply, checked)
-            result.cost_usd = entry.cost_usd if entry else None
+            result = triage_result(
+                message_id=claim.message_id,
+                prompt_version=rerun_version(request_id),
+                config=config,
+                reply=reply,
+                checked=checked,
+                images_sent=claim.images,
+                cost_usd=entry.cost_usd if entry else None,
+            )
             session.add(result)
             session.flush()
             remember_capabilities(
@@ -220,38 +226,3 @@ def _store(
         log.info("re-run %s already stored its result", request_id)
         return StageOutcome(status=DONE, detail="result already stored")
     return StageOutcome(status=DONE)
-
-
-def _result_row(
-    request_id: int, claim: _Claim, reply: ModelReply[TriageAnswer], checked: Checked
-) -> TriageResult:
-    answer, usage, config = reply.answer, reply.usage, claim.config
-    result = TriageResult(
-        message_id=claim.message_id,
-        prompt_version=rerun_version(request_id),
-        category=answer.category,
-        priority=answer.priority.value,
-        confidence=answer.confidence,
-        summary=answer.summary,
-        needs_reply=answer.needs_reply,
-        injection_suspected=checked.injection_suspected,
-        flags=list(checked.flags),
-        images_sent=claim.images,
-        provider=config.provider,
-        model=config.model,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        latency_ms=usage.latency_ms,
-        model_calls=usage.calls,
-    )
-    result.action_items = [
-        ActionItem(
-            message_id=claim.message_id,
-            text=item.text,
-            owner=item.owner,
-            due_date=item.due_date,
-            quote=item.quote,
-        )
-        for item in checked.items
-    ]
-    return result

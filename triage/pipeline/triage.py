@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triage.adapters.db.session import SessionFactory, transaction
-from triage.adapters.db.tables import ActionItem, Draft, MailAccount, Message, TriageResult, User
+from triage.adapters.db.tables import Draft, MailAccount, Message, TriageResult, User
 from triage.adapters.secrets import SecretBox
 from triage.config import Settings
 from triage.domain import statuses
@@ -38,6 +38,7 @@ from triage.pipeline.model_calls import (
 )
 from triage.pipeline.ports import Enqueuer, ModelPort, ModelReply, ProviderConfig
 from triage.pipeline.prompt_input import prompt_email
+from triage.pipeline.result_rows import triage_result
 from triage.pipeline.write_back import write_back_on, write_back_wanted
 
 log = logging.getLogger(__name__)
@@ -228,36 +229,16 @@ def _store(
                 usage=usage,
                 outcome="ok",
             )
-            result = TriageResult(
+            result = triage_result(
                 message_id=message_id,
                 prompt_version=PROMPT_VERSION,
-                category=answer.category,
-                priority=answer.priority.value,
-                confidence=answer.confidence,
-                summary=answer.summary,
-                needs_reply=answer.needs_reply,
-                injection_suspected=checked.injection_suspected,
-                flags=list(checked.flags),
-                screening_rule=claim.screening_rule,
+                config=config,
+                reply=reply,
+                checked=checked,
                 images_sent=claim.images,
-                provider=config.provider,
-                model=config.model,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
                 cost_usd=entry.cost_usd if entry else None,
-                latency_ms=usage.latency_ms,
-                model_calls=usage.calls,
+                screening_rule=claim.screening_rule,
             )
-            result.action_items = [
-                ActionItem(
-                    message_id=message_id,
-                    text=item.text,
-                    owner=item.owner,
-                    due_date=item.due_date,
-                    quote=item.quote,
-                )
-                for item in checked.items
-            ]
             session.add(result)
             remember_capabilities(
                 session, config.setting_id, reply.capabilities, known=config.capabilities
