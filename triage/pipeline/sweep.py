@@ -13,6 +13,7 @@ from triage.adapters.db.tables import Draft, Message, TriageResult
 from triage.domain import statuses
 from triage.pipeline.model_calls import set_status
 from triage.pipeline.ports import Enqueuer
+from triage.pipeline.write_back import lost_write_backs
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def sweep_stuck(
     *, db: SessionFactory, enqueue: Enqueuer, older_than: timedelta, limit: int = 1000
 ) -> int:
     """Re-enqueue unfinished messages untouched for a while (a lost broker loses no mail),
-    and triaged ones whose draft task was lost."""
+    triaged ones whose draft task was lost, and finished ones whose write-back was lost."""
     cutoff = datetime.now(UTC) - older_than
     with transaction(db) as session:
         ids = list(
@@ -34,10 +35,15 @@ def sweep_stuck(
             )
         )
         _requeue(session.scalars(select(Message).where(Message.id.in_(ids))))
+        unwritten = lost_write_backs(session, before=cutoff, limit=limit)
     enqueue.triage_many(ids)
+    for message_id in unwritten:
+        enqueue.write_back(message_id)
     if ids:
         log.info("sweeper re-enqueued %d stuck messages", len(ids))
-    return len(ids)
+    if unwritten:
+        log.info("sweeper re-sent %d lost write-backs", len(unwritten))
+    return len(ids) + len(unwritten)
 
 
 def _draft_lost() -> ColumnElement[bool]:

@@ -22,6 +22,7 @@ from triage.adapters.db.session import SessionFactory, transaction
 from triage.adapters.db.tables import Draft, MailAccount, Message, TriageResult
 from triage.adapters.imap import FolderStatus, ImapAuthError, ImapError, ImapLogin
 from triage.adapters.secrets import SecretBox
+from triage.domain import statuses
 from triage.domain.reply_mail import Original, reply_draft
 from triage.domain.write_back import DEFAULT_DRAFTS_FOLDER, WriteBackSettings, keyword_for
 from triage.pipeline.credentials import imap_login
@@ -79,6 +80,29 @@ def write_back_wanted(*, db: SessionFactory, message_id: int) -> bool:
         if message is None:
             return False
         return _pending(session, message)
+
+
+def lost_write_backs(session: Session, *, before: datetime, limit: int) -> list[int]:
+    """Finished messages, untouched since `before`, of accounts that write back, with something
+    still to write and no note saying it was given up or skipped: their write-back task was
+    lost (a worker killed, a broker emptied). Writing back twice is harmless: each part is
+    done at most once."""
+    accounts = session.scalars(select(MailAccount))
+    account_ids = [account.id for account in accounts if write_back_on(account)]
+    if not account_ids:
+        return []
+    candidates = session.scalars(
+        select(Message)
+        .where(
+            Message.account_id.in_(account_ids),
+            Message.status.in_((statuses.TRIAGED, statuses.DRAFTED)),
+            Message.status_changed_at < before,
+            Message.write_back_note.is_(None),
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    return [message.id for message in candidates if _pending(session, message)]
 
 
 def write_back_message(
