@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from triage.adapters.db.session import SessionFactory, transaction
 from triage.adapters.db.tables import Message
 from triage.config import Settings
+from triage.domain import statuses
 from triage.pipeline.folder_state import OlderCopies, Where, advance_mark
 from triage.pipeline.mail_reader import (
     ImageLimits,
@@ -77,13 +78,12 @@ class Ingester:
             small = [u for u in chunk if u in sizes and sizes[u] <= settings.max_message_bytes]
             large = [u for u in chunk if u in sizes and u not in small]
             bodies = fetcher.bodies(small)
-            raws = [bodies[uid] for uid in small if uid in bodies]
+            read_uids = [uid for uid in small if uid in bodies]  # others expunged meanwhile
+            raws = [bodies[uid] for uid in read_uids]
             reading = start_reading(raws, self._limits, processes=self._processes)
             bodies.update(fetcher.headers(large))  # no body: only who sent what, and when
             self.finish()
-            self._pending = _FetchedChunk(
-                chunk, sizes, bodies, [u for u in small if u in bodies], reading
-            )
+            self._pending = _FetchedChunk(chunk, sizes, bodies, read_uids, reading)
 
     def finish(self) -> None:
         """Store the chunk fetched last, if any."""
@@ -166,7 +166,7 @@ def _store_chunk(
         items = _skip_repeated_images(session, where, items, limits)
         for outcome in store_messages(session, items, settings=settings):
             _count(counts, outcome.status)
-            if outcome.message_id is not None and outcome.status == "received":
+            if outcome.message_id is not None and outcome.status == statuses.RECEIVED:
                 new_ids.append(outcome.message_id)
         advance_mark(session, where, max(chunk))
     return new_ids
@@ -215,6 +215,6 @@ def _mark_queued(db: SessionFactory, message_ids: list[int]) -> None:
     with transaction(db) as session:
         session.execute(
             update(Message)
-            .where(Message.id.in_(message_ids), Message.status == "received")
-            .values(status="queued", status_changed_at=datetime.now(UTC))
+            .where(Message.id.in_(message_ids), Message.status == statuses.RECEIVED)
+            .values(status=statuses.QUEUED, status_changed_at=datetime.now(UTC))
         )
