@@ -44,10 +44,17 @@ class CeleryEnqueuer:
         triage_task.delay(message_id)
 
     def triage_many(self, message_ids: Sequence[int]) -> None:
-        # One Redis pipeline for the batch: a third of the CPU of a send per message.
+        """A few: a task each. More (a sync's batch, the sweeper's): a task per slice of
+        FAN_OUT_SLICE that a worker turns into the tasks of its messages, so the one syncing
+        process does not build thousands of Celery messages (a sixth of its time on a first
+        sync) while worker threads, which mostly wait on model calls, have time for it."""
+        if len(message_ids) < FAN_OUT_MIN:
+            _send_triage_tasks(message_ids)
+            return
         with app.producer_or_acquire() as producer, producer.batch():
-            for message_id in message_ids:
-                triage_task.apply_async((message_id,), producer=producer)
+            for start in range(0, len(message_ids), FAN_OUT_SLICE):
+                ids = list(message_ids[start : start + FAN_OUT_SLICE])
+                fan_out_task.apply_async((ids,), producer=producer)
 
     def draft(self, message_id: int) -> None:
         draft_task.delay(message_id)
@@ -57,6 +64,25 @@ class CeleryEnqueuer:
 
     def rerun(self, request_id: int) -> None:
         rerun_task.delay(request_id)
+
+
+FAN_OUT_MIN = 16
+FAN_OUT_SLICE = 500
+
+
+def _send_triage_tasks(message_ids: Sequence[int]) -> None:
+    # One Redis pipeline for the batch: a third of the CPU of a send per message.
+    with app.producer_or_acquire() as producer, producer.batch():
+        for message_id in message_ids:
+            triage_task.apply_async((message_id,), producer=producer)
+
+
+@app.task(name="triage.fan_out")
+def fan_out_task(message_ids: list[int]) -> int:
+    """One triage task per message. Sent again after a lost worker, it may send some twice,
+    which is harmless: the triage stage is idempotent."""
+    _send_triage_tasks(message_ids)
+    return len(message_ids)
 
 
 @lru_cache(maxsize=1)

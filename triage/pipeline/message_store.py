@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from triage.adapters.db.bulk_insert import insert_messages
 from triage.adapters.db.tables import Attachment, Message
 from triage.config import Settings
 from triage.domain.email import ParsedEmail, parse_email
@@ -40,12 +41,12 @@ class StoreOutcome:
 def store_messages(
     session: Session, items: Sequence[NewMessage], *, settings: Settings
 ) -> list[StoreOutcome]:
-    """Insert a batch in one flush (one multi-row INSERT); when a row is already there (another
-    fetcher got in between), each message again in a savepoint of its own."""
+    """Insert a batch at once (COPY on Postgres); when a row is already there (another fetcher
+    got in between), each message again in a savepoint of its own."""
     rows = [_build_row(item, settings) for item in items]
     try:
         with session.begin_nested():
-            session.add_all(rows)
+            insert_messages(session, rows)
     except IntegrityError:
         return [store_message(session, item, settings=settings) for item in items]
     return [StoreOutcome(status=row.status, message_id=row.id) for row in rows]

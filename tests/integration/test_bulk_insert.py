@@ -1,0 +1,141 @@
+"""A batch of messages stored at once (COPY on Postgres) is stored exactly as one at a time."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy import Engine, select
+
+from tests.integration.conftest import CORPUS
+from triage.adapters.db.migrate import upgrade
+from triage.adapters.db.session import (
+    SessionFactory,
+    make_engine,
+    make_session_factory,
+    transaction,
+)
+from triage.adapters.db.tables import Attachment, MailAccount, Message, User
+from triage.config import Settings
+from triage.pipeline.message_store import NewMessage, store_message, store_messages
+
+SETTINGS = Settings(secret_keys="unused")
+# Filled by the database or differing by design between the two copies.
+NOT_COMPARED = {"id", "uidvalidity", "created_at", "status_changed_at"}
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def store_db(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[SessionFactory, int]]:
+    """A database with one account, on each backend the service runs on."""
+    if request.param == "postgres":
+        engine: Engine = request.getfixturevalue("pg_engine")
+    else:
+        url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        upgrade(url)
+        engine = make_engine(url)
+    db = make_session_factory(engine)
+    with transaction(db) as session:
+        user = User(email="store@example.test")
+        session.add(user)
+        session.flush()
+        account = MailAccount(
+            user_id=user.id, host="h", port=1, security="plain", username="u", folders=[]
+        )
+        session.add(account)
+        session.flush()
+        account_id = account.id
+    yield db, account_id
+    engine.dispose()
+
+
+def _photo_mail() -> bytes:
+    """A date whose offset COPY's text format cannot take as is, and an image attachment."""
+    message = EmailMessage()
+    message["From"] = "Ana <ana@example.test>"
+    message["To"] = "owner@example.test, other@example.test"
+    message["Subject"] = "Trip photo"
+    message["Date"] = "Wed, 21 Aug 2002 20:31:57 -1600"
+    message.set_content("The photo from the trip.")
+    picture = io.BytesIO()
+    Image.new("RGB", (640, 480), (40, 120, 200)).save(picture, "PNG")
+    message.add_attachment(picture.getvalue(), maintype="image", subtype="png", filename="p.png")
+    return message.as_bytes()
+
+
+def _raws() -> list[bytes]:
+    return [path.read_bytes() for path in sorted(CORPUS.glob("*.eml"))] + [_photo_mail()]
+
+
+def _new(account_id: int, uidvalidity: int, uid: int, raw: bytes) -> NewMessage:
+    return NewMessage(account_id, "INBOX", uidvalidity, uid, len(raw), raw)
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    table = type(row).__table__
+    return {c.key: getattr(row, c.key) for c in table.columns if c.key not in NOT_COMPARED}
+
+
+def test_a_batch_is_stored_column_for_column_as_one_message_at_a_time(
+    store_db: tuple[SessionFactory, int],
+) -> None:
+    db, account_id = store_db
+    raws = _raws()
+    with transaction(db) as session:
+        batch = store_messages(
+            session,
+            [_new(account_id, 1, uid, raw) for uid, raw in enumerate(raws, 1)],
+            settings=SETTINGS,
+        )
+    with transaction(db) as session:
+        single = [
+            store_message(session, _new(account_id, 2, uid, raw), settings=SETTINGS)
+            for uid, raw in enumerate(raws, 1)
+        ]
+
+    assert [o.status for o in batch] == [o.status for o in single]
+    assert len({o.message_id for o in batch}) == len(raws)
+    with transaction(db) as session:
+        for from_batch, one_by_one in zip(batch, single, strict=True):
+            copied = session.get_one(Message, from_batch.message_id)
+            flushed = session.get_one(Message, one_by_one.message_id)
+            assert _columns(copied) == _columns(flushed)
+            assert copied.raw == flushed.raw  # deferred, so loaded apart
+            assert [_columns(a) | {"message_id": 0} for a in copied.attachments] == [
+                _columns(a) | {"message_id": 0} for a in flushed.attachments
+            ]
+        photo = session.get_one(Message, batch[-1].message_id)
+        assert photo.sent_at is not None  # its -16:00 offset is out of COPY's range as text
+        assert [a.for_model for a in photo.attachments] == [True]
+        assert session.scalars(select(Attachment.message_id)).all().count(photo.id) == 1
+
+
+def test_a_batch_meeting_rows_stored_meanwhile_stores_the_rest(
+    store_db: tuple[SessionFactory, int],
+) -> None:
+    """Another fetcher stored one of the batch first: that one is a duplicate, the rest are
+    stored, and the transaction goes on."""
+    db, account_id = store_db
+    raws = _raws()[:5]
+    with transaction(db) as session:
+        store_message(session, _new(account_id, 1, 3, raws[2]), settings=SETTINGS)
+
+    with transaction(db) as session:
+        outcomes = store_messages(
+            session,
+            [_new(account_id, 1, uid, raw) for uid, raw in enumerate(raws, 1)],
+            settings=SETTINGS,
+        )
+        session.add(User(email="after@example.test"))  # the transaction is still usable
+
+    assert [o.status for o in outcomes] == ["received"] * 2 + ["duplicate"] + ["received"] * 2
+    with transaction(db) as session:
+        uids = session.scalars(select(Message.uid).order_by(Message.uid)).all()
+        assert uids == [1, 2, 3, 4, 5]
+        assert session.scalars(select(User).where(User.email == "after@example.test")).one()
