@@ -19,7 +19,7 @@ from triage.adapters.db.tables import MailAccount
 from triage.adapters.imap import ImapAuthError, ImapError, ImapLogin, ImapMailbox, Timeouts
 from triage.adapters.metrics import INGESTED
 from triage.pipeline.account_status import record_failure, record_success
-from triage.pipeline.credentials import imap_login
+from triage.pipeline.credentials import logged_in
 from triage.pipeline.ingest import SyncReport, sync_folder
 from triage.pipeline.ports import Enqueuer
 from triage.pipeline.sync_lease import Lease, LeaseLost, acquire, fetcher_id
@@ -77,8 +77,10 @@ class FolderWatcher:
 
     def _watch(self) -> None:
         settings = self._rt.settings
-        login = imap_login(account_id=self.account_id, db=self._rt.db, secrets=self._rt.secrets)
-        with self._open(login) as mailbox:
+        rt = self._rt
+        with logged_in(
+            self._open, account_id=self.account_id, db=rt.db, secrets=rt.secrets
+        ) as mailbox:
             self._catch_up(mailbox)
             log.info("account %s %s: up to date, listening", self.account_id, self.folder)
             while not self.stop.is_set():

@@ -17,8 +17,13 @@ from sqlalchemy import Engine, text
 from tests.conftest import REDIS_CLAIM_KEY, ImapUser
 from tests.support.model_server import FakeModelServer
 from triage.adapters.db.migrate import upgrade
-from triage.adapters.db.session import make_engine, make_session_factory
-from triage.adapters.db.tables import Base
+from triage.adapters.db.session import (
+    SessionFactory,
+    make_engine,
+    make_session_factory,
+    transaction,
+)
+from triage.adapters.db.tables import Base, MailAccount, User
 from triage.adapters.secrets import generate_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +45,32 @@ def pg_engine(migrated_pg: str) -> Iterator[Engine]:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def account_db(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[SessionFactory, int]]:
+    """A database with one account, on each backend the service runs on."""
+    if request.param == "postgres":
+        engine: Engine = request.getfixturevalue("pg_engine")
+    else:
+        url = f"sqlite:///{tmp_path / 'service.sqlite3'}"
+        upgrade(url)
+        engine = make_engine(url)
+    db = make_session_factory(engine)
+    with transaction(db) as session:
+        user = User(email="owner@example.test")
+        session.add(user)
+        session.flush()
+        account = MailAccount(
+            user_id=user.id, host="h", port=1, security="plain", username="u", folders=[]
+        )
+        session.add(account)
+        session.flush()
+        account_id = account.id
+    yield db, account_id
     engine.dispose()
 
 

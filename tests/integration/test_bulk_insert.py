@@ -3,56 +3,24 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from tests.integration.conftest import CORPUS
-from triage.adapters.db.migrate import upgrade
 from triage.adapters.db.session import (
     SessionFactory,
-    make_engine,
-    make_session_factory,
     transaction,
 )
-from triage.adapters.db.tables import Attachment, MailAccount, Message, User
+from triage.adapters.db.tables import Attachment, Message, User
 from triage.config import Settings
 from triage.pipeline.message_store import NewMessage, store_message, store_messages
 
 SETTINGS = Settings(secret_keys="unused")
 # Filled by the database or differing by design between the two copies.
 NOT_COMPARED = {"id", "uidvalidity", "created_at", "status_changed_at"}
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def store_db(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[SessionFactory, int]]:
-    """A database with one account, on each backend the service runs on."""
-    if request.param == "postgres":
-        engine: Engine = request.getfixturevalue("pg_engine")
-    else:
-        url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
-        upgrade(url)
-        engine = make_engine(url)
-    db = make_session_factory(engine)
-    with transaction(db) as session:
-        user = User(email="store@example.test")
-        session.add(user)
-        session.flush()
-        account = MailAccount(
-            user_id=user.id, host="h", port=1, security="plain", username="u", folders=[]
-        )
-        session.add(account)
-        session.flush()
-        account_id = account.id
-    yield db, account_id
-    engine.dispose()
 
 
 def _photo_mail() -> bytes:
@@ -83,9 +51,9 @@ def _columns(row: Any) -> dict[str, Any]:
 
 
 def test_a_batch_is_stored_column_for_column_as_one_message_at_a_time(
-    store_db: tuple[SessionFactory, int],
+    account_db: tuple[SessionFactory, int],
 ) -> None:
-    db, account_id = store_db
+    db, account_id = account_db
     raws = _raws()
     with transaction(db) as session:
         batch = store_messages(
@@ -117,11 +85,11 @@ def test_a_batch_is_stored_column_for_column_as_one_message_at_a_time(
 
 
 def test_a_batch_meeting_rows_stored_meanwhile_stores_the_rest(
-    store_db: tuple[SessionFactory, int],
+    account_db: tuple[SessionFactory, int],
 ) -> None:
     """Another fetcher stored one of the batch first: that one is a duplicate, the rest are
     stored, and the transaction goes on."""
-    db, account_id = store_db
+    db, account_id = account_db
     raws = _raws()[:5]
     with transaction(db) as session:
         store_message(session, _new(account_id, 1, 3, raws[2]), settings=SETTINGS)

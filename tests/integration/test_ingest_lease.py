@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -20,11 +18,8 @@ from tests.integration.ingest_support import (
 )
 from tests.integration.seed import runtime_for
 from tests.support.dovecot import Dovecot
-from triage.adapters.db.migrate import upgrade
 from triage.adapters.db.session import (
     SessionFactory,
-    make_engine,
-    make_session_factory,
     transaction,
 )
 from triage.adapters.db.tables import MailAccount, User
@@ -32,36 +27,10 @@ from triage.pipeline.ingest import SyncReport
 from triage.pipeline.sync_lease import LeaseLost, acquire, try_acquire
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def lease_db(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[SessionFactory, int]]:
-    """A database with one account, on each backend the service runs on."""
-    if request.param == "postgres":
-        engine: Engine = request.getfixturevalue("pg_engine")
-    else:
-        url = f"sqlite:///{tmp_path / 'lease.sqlite3'}"
-        upgrade(url)
-        engine = make_engine(url)
-    db = make_session_factory(engine)
-    with transaction(db) as session:
-        user = User(email="lease@example.test")
-        session.add(user)
-        session.flush()
-        account = MailAccount(
-            user_id=user.id, host="h", port=1, security="plain", username="u", folders=[]
-        )
-        session.add(account)
-        session.flush()
-        account_id = account.id
-    yield db, account_id
-    engine.dispose()
-
-
 def test_of_many_threads_racing_exactly_one_gets_the_lease(
-    lease_db: tuple[SessionFactory, int],
+    account_db: tuple[SessionFactory, int],
 ) -> None:
-    db, account_id = lease_db
+    db, account_id = account_db
     start = threading.Barrier(8)
     winners: list[str] = []
 
@@ -79,9 +48,9 @@ def test_of_many_threads_racing_exactly_one_gets_the_lease(
 
 
 def test_a_lease_is_renewed_released_and_taken_over_when_expired(
-    lease_db: tuple[SessionFactory, int],
+    account_db: tuple[SessionFactory, int],
 ) -> None:
-    db, account_id = lease_db
+    db, account_id = account_db
     first = try_acquire(db, account_id=account_id, owner="first", seconds=0.5)
     assert first is not None
     assert try_acquire(db, account_id=account_id, owner="second", seconds=0.5) is None
@@ -100,9 +69,9 @@ def test_a_lease_is_renewed_released_and_taken_over_when_expired(
 
 
 def test_a_waiting_fetcher_gets_the_lease_as_soon_as_it_is_freed(
-    lease_db: tuple[SessionFactory, int],
+    account_db: tuple[SessionFactory, int],
 ) -> None:
-    db, account_id = lease_db
+    db, account_id = account_db
     holder = try_acquire(db, account_id=account_id, owner="holder", seconds=60)
     assert holder is not None
     threading.Timer(0.3, holder.release).start()

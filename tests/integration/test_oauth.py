@@ -246,3 +246,39 @@ def written_back(engine: Engine) -> bool:
         row = session.scalars(select(Message)).first()
         finished = {statuses.TRIAGED, statuses.DRAFTED}
         return row is not None and row.written_back_at is not None and row.status in finished
+
+
+def test_a_token_refused_before_its_expiry_is_refreshed_once_and_the_sync_goes_on(
+    oauth_dovecot: OAuthDovecot, tokens: TokenServer, mailbox_user: str, cli: Cli, pg_engine: Engine
+) -> None:
+    account_id = add_account(cli, oauth_dovecot, tokens, mailbox_user)
+    assert sync(cli, account_id).returncode == 0
+    tokens.expire_access_tokens()  # revoked early at the provider; our row still says live
+    append(oauth_dovecot, mailbox_user, "After revocation")
+
+    result = sync(cli, account_id)
+
+    assert result.returncode == 0, result.stderr
+    assert len(tokens.grants) == 2
+    assert "After revocation" in stored_subjects(pg_engine)
+    assert account(pg_engine, account_id).status == "ok"
+
+
+def test_a_new_token_the_server_refuses_is_a_clear_error_asking_the_endpoint_once(
+    oauth_dovecot: OAuthDovecot, tokens: TokenServer, mailbox_user: str, cli: Cli, pg_engine: Engine
+) -> None:
+    """Granted but not good for IMAP (no IMAP scope, IMAP off for the mailbox): one token
+    request per sync, not one per retry."""
+    account_id = add_account(cli, oauth_dovecot, tokens, mailbox_user)
+    tokens.lifetime = 0  # every token is dead on arrival at Dovecot, as if lacking the scope
+    try:
+        for attempt in (1, 2):
+            result = sync(cli, account_id)
+            assert result.returncode == 1
+            assert "granted just now" in result.stderr and "IMAP scope" in result.stderr
+            assert "Traceback" not in result.stderr
+            assert len(tokens.grants) == attempt
+    finally:
+        tokens.lifetime = 3600
+    row = account(pg_engine, account_id)
+    assert row.status != "ok" and "granted just now" in (row.last_error or "")

@@ -20,7 +20,7 @@ from triage.domain.images import ImageCandidate, estimate_image_tokens, select_i
 from triage.domain.prompts import PromptEmail, estimate_tokens, new_boundary, triage_messages
 from triage.domain.schemas import TriageAnswer, parse_categories, strict_json_schema
 from triage.domain.screening import action_for, screen
-from triage.pipeline.credentials import imap_login
+from triage.pipeline.credentials import logged_in
 from triage.runtime import Runtime, mailbox_opener
 
 # A classification answer (JSON with a summary and an action item or two) is about this long.
@@ -97,8 +97,8 @@ def _fetch_sample(
     total, too_large, raws = 0, 0, []
     per_folder = max(1, size // len(folders))
     try:
-        login = imap_login(account_id=account_id, db=rt.db, secrets=rt.secrets)
-        with mailbox_opener(rt)(login) as mailbox:
+        opener = mailbox_opener(rt)
+        with logged_in(opener, account_id=account_id, db=rt.db, secrets=rt.secrets) as mailbox:
             for folder in folders:
                 mailbox.select(folder)
                 sizes = mailbox.sizes(mailbox.uids_from(1, since=since))

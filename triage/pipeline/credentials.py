@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from triage.adapters.db.session import SessionFactory, transaction
 from triage.adapters.db.tables import MailAccount
@@ -24,6 +26,7 @@ REFRESH_MARGIN = timedelta(minutes=5)
 
 TokenRefresher = Callable[[OAuthClient, str], TokenGrant]
 Clock = Callable[[], datetime]
+M = TypeVar("M")
 
 
 class ReauthNeeded(ImapAuthError):
@@ -37,31 +40,78 @@ def secret_owner(account_id: int, what: str) -> str:
     return f"mail_accounts:{account_id}:{what}"
 
 
-def imap_login(
+@contextmanager
+def logged_in(
+    open_mailbox: Callable[[ImapLogin], AbstractContextManager[M]],
     *,
     account_id: int,
     db: SessionFactory,
     secrets: SecretBox,
     refresh: TokenRefresher = refresh_access_token,
     now: Clock = lambda: datetime.now(UTC),
-) -> ImapLogin:
-    """The login to use now; OAuth2 accounts get an access token refreshed when due.
+) -> Iterator[M]:
+    """The account's mailbox, open and logged in; OAuth2 accounts get an access token refreshed
+    when due. Raises ReauthNeeded (the account is then `reauth_needed` and makes no more token
+    requests until `triage accounts reauth`), ImapAuthError for a refused login or secrets that
+    do not decrypt, and ImapError when the server or the token endpoint is down (try later).
 
-    Raises ReauthNeeded (the account is then `reauth_needed` and makes no more token requests
-    until `triage accounts reauth`), ImapAuthError for secrets that do not decrypt, and ImapError
-    when the token endpoint is down (try again later).
+    A stored OAuth2 access token that the server refuses before its expiry (the user changed
+    the password or revoked a session) is dropped and refreshed, and the login tried once more.
     """
+    login, granted_now = _login(account_id, db, secrets, refresh, now)
+    with ExitStack() as stack:
+        try:
+            mailbox = stack.enter_context(open_mailbox(login))
+        except ImapAuthError as exc:
+            if login.oauth2_token is None:
+                raise
+            if granted_now:
+                raise _refused_new_token(login, exc) from None
+            _forget_access_token(account_id, login.oauth2_token, db, secrets)
+            login, _granted_now = _login(account_id, db, secrets, refresh, now)
+            try:
+                mailbox = stack.enter_context(open_mailbox(login))
+            except ImapAuthError as again:
+                raise _refused_new_token(login, again) from None
+        yield mailbox
+
+
+def _login(
+    account_id: int, db: SessionFactory, secrets: SecretBox, refresh: TokenRefresher, now: Clock
+) -> tuple[ImapLogin, bool]:
+    """The login, and whether its access token was granted just now (by this call)."""
     with db() as session:
         account = session.get_one(MailAccount, account_id)
         if account.auth_method != "oauth2":
-            return _password_login(account, secrets)
+            return _password_login(account, secrets), False
         if account.status == REAUTH_NEEDED:
             raise ReauthNeeded(account.last_error or f"account {account_id} must authorize again")
         token = _stored_access_token(account, secrets, now())
         if token is not None:
-            return _oauth_login(account, token)
+            return _oauth_login(account, token), False
     with _refresh_lock(account_id):
         return _refreshed_login(account_id, db, secrets, refresh, now)
+
+
+def _refused_new_token(login: ImapLogin, exc: ImapAuthError) -> ImapAuthError:
+    return ImapAuthError(
+        f"{exc} with an OAuth2 access token granted just now; check that IMAP is enabled for "
+        "the mailbox and that the app was granted the IMAP scope"
+    )
+
+
+def _forget_access_token(
+    account_id: int, refused: str, db: SessionFactory, secrets: SecretBox
+) -> None:
+    """Drop the stored access token, unless another process has replaced it meanwhile."""
+    with transaction(db) as session:
+        account = session.get_one(MailAccount, account_id, with_for_update=True)
+        if not account.oauth_access_token_enc:
+            return
+        owner = secret_owner(account_id, "access")
+        if _decrypt(secrets, account.oauth_access_token_enc, owner) == refused:
+            account.oauth_access_token_enc = None
+            account.oauth_access_expires_at = None
 
 
 def _password_login(account: MailAccount, secrets: SecretBox) -> ImapLogin:
@@ -101,14 +151,14 @@ def _stored_access_token(account: MailAccount, secrets: SecretBox, at: datetime)
 
 def _refreshed_login(
     account_id: int, db: SessionFactory, secrets: SecretBox, refresh: TokenRefresher, now: Clock
-) -> ImapLogin:
+) -> tuple[ImapLogin, bool]:
     """Refresh under a row lock, so two processes never spend a rotating refresh token twice."""
     failure: ImapError
     with transaction(db) as session:
         account = session.get_one(MailAccount, account_id, with_for_update=True)
         token = _stored_access_token(account, secrets, now())
         if token is not None:  # another process refreshed while we waited for the lock
-            return _oauth_login(account, token)
+            return _oauth_login(account, token), False
         client, refresh_token = _client(account, secrets)
         try:
             grant = refresh(client, refresh_token)
@@ -125,7 +175,7 @@ def _refreshed_login(
             failure = ImapError(str(exc))
         else:
             _save_grant(account, grant, secrets, now())
-            return _oauth_login(account, grant.access_token)
+            return _oauth_login(account, grant.access_token), True
     raise failure  # after the commit, so the reauth_needed status is kept
 
 

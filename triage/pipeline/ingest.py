@@ -18,7 +18,7 @@ from triage.adapters.imap import FolderStatus, ImapError, ImapLogin
 from triage.adapters.secrets import SecretBox
 from triage.config import Settings
 from triage.pipeline.account_status import record_failure, record_success
-from triage.pipeline.credentials import imap_login
+from triage.pipeline.credentials import logged_in
 from triage.pipeline.folder_state import (
     Where,
     prepare_folder_state,
@@ -122,8 +122,7 @@ def _sync_folders(
         account = session.get_one(MailAccount, account_id)
         folders = list(account.folders or ["INBOX"])
     try:
-        login = imap_login(account_id=account_id, db=db, secrets=secrets)
-        with open_mailbox(login) as mailbox:
+        with logged_in(open_mailbox, account_id=account_id, db=db, secrets=secrets) as mailbox:
             for folder in folders:
                 if stop is not None and stop.is_set():
                     return

@@ -15,7 +15,7 @@ from triage.domain.email import EmailParseError, parse_email
 from triage.domain.prompts import new_boundary, style_messages
 from triage.domain.schemas import StyleAnswer, strict_json_schema
 from triage.pipeline.budget import over_budget_reason
-from triage.pipeline.credentials import imap_login
+from triage.pipeline.credentials import logged_in
 from triage.pipeline.model_calls import provider_configs, record_usage
 from triage.pipeline.ports import ModelPort, ProviderConfig, ProviderError
 
@@ -110,8 +110,7 @@ def _fetch_sent(
     count: int,
 ) -> list[bytes]:
     try:
-        login = imap_login(account_id=account_id, db=db, secrets=secrets)
-        with open_mailbox(login) as mailbox:
+        with logged_in(open_mailbox, account_id=account_id, db=db, secrets=secrets) as mailbox:
             mailbox.select(folder)
             newest = mailbox.uids_from(1)[-count:]
             bodies = mailbox.bodies(newest)

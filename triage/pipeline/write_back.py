@@ -25,7 +25,7 @@ from triage.adapters.secrets import SecretBox
 from triage.domain import statuses
 from triage.domain.reply_mail import Original, reply_draft
 from triage.domain.write_back import DEFAULT_DRAFTS_FOLDER, WriteBackSettings, keyword_for
-from triage.pipeline.credentials import imap_login
+from triage.pipeline.credentials import logged_in
 from triage.pipeline.model_calls import StageOutcome
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,10 @@ def write_back_message(
             return StageOutcome(status="nothing to do")
         account_id = message.account_id
     try:
-        login = imap_login(account_id=account_id, db=db, secrets=secrets)
-        with open_mailbox(login) as mailbox, _STRIPES[message_id % len(_STRIPES)]:
+        with (
+            logged_in(open_mailbox, account_id=account_id, db=db, secrets=secrets) as mailbox,
+            _STRIPES[message_id % len(_STRIPES)],
+        ):
             with transaction(db) as session:
                 _tag_and_move(session, mailbox, message_id)
             with transaction(db) as session:
