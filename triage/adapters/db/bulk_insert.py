@@ -1,9 +1,10 @@
-"""Insert many new rows at once: COPY on Postgres, a plain ORM flush elsewhere.
+"""Insert many new rows at once: binary COPY on Postgres, a plain ORM flush elsewhere.
 
 A first sync stores tens of thousands of messages. An ORM flush sends them as multi-row
 INSERTs whose thousands of named parameters psycopg converts in Python for every statement
-(long statements are not cached), which cost the syncing process about a sixth of its time;
-COPY sends the same rows as one stream, formatted in C, and Postgres loads it faster too.
+(long statements are not cached), which cost the syncing process about a sixth of its time.
+Binary COPY sends the same rows as one stream, encoded in C, with no escaping of the raw mail;
+Postgres loads it faster too.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ def _copy(
     ]
     converters = [_converter(column) for column in columns]
     names = ", ".join(f'"{column.name}"' for column in columns)
-    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+    type_oids = _column_types(cursor, table.name)
+    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN (FORMAT BINARY)') as copy:
+        copy.set_types([type_oids[column.name] for column in columns])
         for index, row in enumerate(rows):
             copy.write_row(
                 [
@@ -96,6 +99,22 @@ def _copy(
                     for column, convert in zip(columns, converters, strict=True)
                 ]
             )
+
+
+def _column_types(cursor: psycopg.Cursor[Any], table: str) -> dict[str, int]:
+    """Each column's type (its OID), which binary COPY needs to encode the values."""
+    found = _types_seen.get(table)
+    if found is None:
+        cursor.execute(
+            "SELECT attname, atttypid::int FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (table,),
+        )
+        found = _types_seen[table] = {str(name): int(oid) for name, oid in cursor.fetchall()}
+    return found
+
+
+_types_seen: dict[str, dict[str, int]] = {}
 
 
 def _converter(column: Column[Any]) -> Callable[[Any], Any]:
