@@ -6,16 +6,17 @@ import io
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import DataError, OperationalError
 
 from tests.integration.conftest import CORPUS
-from triage.adapters.db.session import (
-    SessionFactory,
-    transaction,
-)
-from triage.adapters.db.tables import Attachment, Message, User
+from triage.adapters.db import bulk_insert
+from triage.adapters.db.session import SessionFactory, make_session_factory, transaction
+from triage.adapters.db.tables import Attachment, MailAccount, Message, User
 from triage.config import Settings
+from triage.pipeline import message_store
 from triage.pipeline.message_store import NewMessage, store_message, store_messages
 
 SETTINGS = Settings(secret_keys="unused")
@@ -37,8 +38,19 @@ def _photo_mail() -> bytes:
     return message.as_bytes()
 
 
+def _far_future_mail() -> bytes:
+    """A date at the edge of Python's range: in UTC it would overflow datetime."""
+    message = EmailMessage()
+    message["From"] = "spam@example.test"
+    message["Subject"] = "Act now"
+    message["Date"] = "Fri, 31 Dec 9999 23:00:00 -1500"
+    message.set_content("Offer ends soon.")
+    return message.as_bytes()
+
+
 def _raws() -> list[bytes]:
-    return [path.read_bytes() for path in sorted(CORPUS.glob("*.eml"))] + [_photo_mail()]
+    corpus = [path.read_bytes() for path in sorted(CORPUS.glob("*.eml"))]
+    return [*corpus, _far_future_mail(), _photo_mail()]
 
 
 def _new(account_id: int, uidvalidity: int, uid: int, raw: bytes) -> NewMessage:
@@ -51,16 +63,22 @@ def _columns(row: Any) -> dict[str, Any]:
 
 
 def test_a_batch_is_stored_column_for_column_as_one_message_at_a_time(
-    account_db: tuple[SessionFactory, int],
+    account_db: tuple[SessionFactory, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db, account_id = account_db
     raws = _raws()
-    with transaction(db) as session:
-        batch = store_messages(
-            session,
-            [_new(account_id, 1, uid, raw) for uid, raw in enumerate(raws, 1)],
-            settings=SETTINGS,
-        )
+    with monkeypatch.context() as patched:
+
+        def no_fallback(*_args: Any, **_kwargs: Any) -> None:
+            raise AssertionError("the batch fell back to one message at a time")
+
+        patched.setattr(message_store, "store_message", no_fallback)
+        with transaction(db) as session:
+            batch = store_messages(
+                session,
+                [_new(account_id, 1, uid, raw) for uid, raw in enumerate(raws, 1)],
+                settings=SETTINGS,
+            )
     with transaction(db) as session:
         single = [
             store_message(session, _new(account_id, 2, uid, raw), settings=SETTINGS)
@@ -107,3 +125,59 @@ def test_a_batch_meeting_rows_stored_meanwhile_stores_the_rest(
         uids = session.scalars(select(Message.uid).order_by(Message.uid)).all()
         assert uids == [1, 2, 3, 4, 5]
         assert session.scalars(select(User).where(User.email == "after@example.test")).one()
+
+
+def test_a_database_lost_mid_batch_is_sqlalchemys_operational_error(
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What callers catch for a flush (the long-running sync survives a database restart by
+    catching SQLAlchemyError) is also what a failed COPY raises, and the pool drops the dead
+    connection."""
+    db = make_session_factory(pg_engine)
+    account_id = _postgres_account(db)
+    raws = _raws()[:3]
+    take_ids = bulk_insert._next_ids
+
+    def lose_the_database_first(cursor: Any, table: Any, count: int) -> list[int]:
+        with pg_engine.connect() as other:
+            pid = cursor.connection.info.backend_pid
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return take_ids(cursor, table, count)
+
+    monkeypatch.setattr(bulk_insert, "_next_ids", lose_the_database_first)
+    with pytest.raises(OperationalError), transaction(db) as session:
+        store_messages(
+            session,
+            [_new(account_id, 1, uid, raw) for uid, raw in enumerate(raws, 1)],
+            settings=SETTINGS,
+        )
+    monkeypatch.undo()
+    with transaction(db) as session:  # the pool hands out a live connection again
+        outcomes = store_messages(
+            session,
+            [_new(account_id, 1, uid, raw) for uid, raw in enumerate(raws, 1)],
+            settings=SETTINGS,
+        )
+    assert [o.status for o in outcomes] == ["received"] * 3
+
+
+def test_a_value_the_database_refuses_is_sqlalchemys_data_error(pg_engine: Engine) -> None:
+    """Not a duplicate, so no fallback: the batch fails as a flush would, with SQLAlchemy's
+    error (a folder name longer than the column takes; SQLite does not check lengths)."""
+    db = make_session_factory(pg_engine)
+    account_id = _postgres_account(db)
+    raw = _raws()[0]
+    item = NewMessage(account_id, "F" * 600, 1, 1, len(raw), raw)
+    with pytest.raises(DataError), transaction(db) as session:
+        store_messages(session, [item], settings=SETTINGS)
+
+
+def _postgres_account(db: SessionFactory) -> int:
+    with transaction(db) as session:
+        user = User(email="pg@example.test")
+        session.add(user)
+        session.flush()
+        account = MailAccount(user_id=user.id, host="h", port=1, security="plain", username="u")
+        session.add(account)
+        session.flush()
+        return account.id

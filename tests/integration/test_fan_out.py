@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import redis
@@ -16,7 +18,7 @@ from triage.adapters.db.tables import Message, TriageResult
 from triage.config import Settings
 from triage.domain import statuses
 from triage.runtime import build_runtime
-from workers.tasks import FAN_OUT_MIN
+from workers.tasks import FAN_OUT_MIN, FAN_OUT_SLICE
 
 KEY = "sk-fan-out-test-41c7"
 
@@ -65,3 +67,39 @@ def test_a_big_batch_is_one_broker_message_and_every_message_is_triaged(
     with Session(pg_engine) as session:
         results = session.scalars(select(TriageResult.message_id)).all()
     assert sorted(results) == sorted(ids)
+
+
+def test_a_batch_is_cut_into_slices_that_together_carry_every_id_once(
+    service_env: dict[str, str], cli: Cli, pg_engine: Engine
+) -> None:
+    rt = build_runtime(
+        Settings(
+            database_url=service_env["TRIAGE_DATABASE_URL"],
+            secret_keys=service_env["TRIAGE_SECRET_KEYS"],
+        )
+    )
+    _user_id, account_id = add_user(rt, "owner@example.test")
+    count = 2 * FAN_OUT_SLICE + 1
+    with transaction(rt.db) as session:
+        rows = [
+            Message(
+                account_id=account_id,
+                folder="INBOX",
+                uidvalidity=1,
+                uid=uid,
+                status=statuses.FAILED,
+            )
+            for uid in range(1, count + 1)
+        ]
+        session.add_all(rows)
+        session.flush()
+        ids = [row.id for row in rows]
+
+    cli("retry", "--status", statuses.FAILED)
+
+    broker = redis.Redis.from_url(service_env["TRIAGE_BROKER_URL"])
+    sent = [json.loads(item) for item in broker.lrange("triage", 0, -1)]
+    assert {message["headers"]["task"] for message in sent} == {"triage.fan_out"}
+    slices = [json.loads(base64.b64decode(message["body"]))[0][0] for message in sent]
+    assert sorted(len(ids_in) for ids_in in slices) == [1, FAN_OUT_SLICE, FAN_OUT_SLICE]
+    assert sorted(i for ids_in in slices for i in ids_in) == sorted(ids)

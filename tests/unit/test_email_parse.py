@@ -502,3 +502,14 @@ def test_fast_address_reading_matches_the_policy_parser() -> None:
         assert fast == slow, value
         checked += 1
     assert checked > 300
+
+
+def test_a_date_no_database_could_read_back_is_dropped_with_a_defect() -> None:
+    """9999-12-31 23:00 at -15:00 is in the year 10000 in UTC: stored, the row could not be
+    loaded again (psycopg, like Python, stops at 9999), so every read of it would fail."""
+    for header in ("Fri, 31 Dec 9999 23:00:00 -1500", "Fri, 31 Dec 9999 10:00:00 +0000"):
+        parsed = parse_email(f"Date: {header}\r\nFrom: a@example.test\r\n\r\nhi\r\n".encode())
+        assert parsed.date is None
+        assert "header Date unparseable" in parsed.defects
+    kept = parse_email(b"Date: Fri, 31 Dec 9998 10:00:00 +0000\r\nFrom: a@example.test\r\n\r\nx")
+    assert kept.date is not None and kept.date.year == 9998

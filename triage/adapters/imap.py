@@ -110,8 +110,13 @@ class ImapMailbox:
                 client.oauth2_login(login.username, login.oauth2_token)
             else:
                 client.login(login.username, login.password)
-        except LoginError:
+        except LoginError as exc:
             _quietly_shutdown(client)
+            if _turned_away_for_now(str(exc)):
+                raise ImapError(
+                    f"the IMAP server turned the login of {login.username} away for now "
+                    f"({_server_words(str(exc))}); trying again later"
+                ) from None
             raise ImapAuthError(f"the IMAP server refused the login of {login.username}") from None
         except (OSError, IMAPClientError) as exc:
             _quietly_shutdown(client)
@@ -314,6 +319,25 @@ class ImapMailbox:
         response = self._run(lambda c: c.append(folder, raw, flags=wanted))
         found = _APPENDUID.search(response if isinstance(response, bytes) else b"")
         return int(found.group(1)) if found else None
+
+
+# RFC 5530 codes of a refusal that says nothing against the credentials (the server is busy, or
+# the account has too many connections open), and Gmail's words for the latter.
+_FOR_NOW = re.compile(
+    r"\[(UNAVAILABLE|LIMIT|INUSE|SERVERBUG)\]|too many simultaneous connections", re.IGNORECASE
+)
+
+
+def _turned_away_for_now(refusal: str) -> bool:
+    return _FOR_NOW.search(refusal) is not None
+
+
+def _server_words(refusal: str) -> str:
+    """The server's reply as text (imaplib hands it over as the repr of bytes), kept short."""
+    text = refusal.strip()
+    if text[:2] in ("b'", 'b"') and text[-1:] == text[1]:
+        text = text[2:-1]
+    return text[:200]
 
 
 def _quietly_shutdown(client: Any) -> None:

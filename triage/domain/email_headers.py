@@ -15,6 +15,8 @@ from triage.domain.mime_charset import decode_strict
 MAX_HEADER_CHARS = 2000
 # Raw values are cut before parsing so a 5 MB header costs no more than a normal one;
 # encoded words roughly triple the length of the text they carry, hence the headroom.
+# The year 9999 in one zone can be 10000 in another: psycopg, like Python, cannot load it.
+_LAST_YEAR = 9999
 _RAW_CAP = 4 * MAX_HEADER_CHARS
 # A fold (line break plus indentation) reads as one space; stray CR/LF are dropped, and so
 # are NULs, which nothing displays and Postgres text columns refuse.
@@ -74,10 +76,13 @@ class HeaderReader:
             return None
         try:
             value = parsedate_to_datetime(raw)
+            value = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+            if value.astimezone(UTC).year >= _LAST_YEAR:  # may not exist in every time zone
+                raise ValueError("beyond what databases and drivers can read back")
         except (ValueError, TypeError, IndexError, OverflowError):
             self._defects.append("header Date unparseable")
             return None
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return value
 
     def _prepare(self, name: str, value: str) -> str:
         if len(value) > _RAW_CAP:

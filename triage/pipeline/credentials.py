@@ -68,10 +68,12 @@ def logged_in(
             if granted_now:
                 raise _refused_new_token(login, exc) from None
             _forget_access_token(account_id, login.oauth2_token, db, secrets)
-            login, _granted_now = _login(account_id, db, secrets, refresh, now)
+            login, granted_now = _login(account_id, db, secrets, refresh, now)
             try:
                 mailbox = stack.enter_context(open_mailbox(login))
             except ImapAuthError as again:
+                if not granted_now:  # another process's new token, refused as well
+                    raise
                 raise _refused_new_token(login, again) from None
         yield mailbox
 

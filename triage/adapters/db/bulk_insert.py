@@ -10,13 +10,12 @@ Postgres loads it faster too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import JSON, Column, Table
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import ColumnDefault
 
@@ -35,7 +34,8 @@ def insert_messages(session: Session, rows: Sequence[Message]) -> None:
         session.add_all(rows)
         session.flush()
         return
-    connection = session.connection().connection.driver_connection
+    bound = session.connection()
+    connection = bound.connection.driver_connection
     if not isinstance(connection, psycopg.Connection):
         raise TypeError(f"COPY needs a psycopg connection, not {type(connection).__name__}")
     try:
@@ -50,8 +50,16 @@ def insert_messages(session: Session, rows: Sequence[Message]) -> None:
                 [part for _id, part in children],
                 fixed={"message_id": [message_id for message_id, _part in children]},
             )
-    except psycopg.errors.IntegrityError as exc:
-        raise IntegrityError("COPY messages", None, exc) from exc
+    except psycopg.Error as exc:
+        # As SQLAlchemy's own errors, so callers see what a flush would raise: IntegrityError
+        # for a duplicate, OperationalError (and a connection dropped from the pool) for a
+        # database that went away mid-COPY.
+        lost = bound.dialect.is_disconnect(cast(Any, exc), bound.connection, None)
+        if lost:
+            bound.invalidate(exc)
+        raise DBAPIError.instance(
+            "COPY messages", None, exc, psycopg.Error, connection_invalidated=lost
+        ) from exc
 
 
 def _next_ids(cursor: psycopg.Cursor[Any], table: Table, count: int) -> list[int]:
@@ -135,11 +143,6 @@ def _converter(column: Column[Any]) -> Callable[[Any], Any]:
         return to_json
 
     def plain(value: Any) -> Any:
-        if value is None:
-            return make_default()
-        if isinstance(value, datetime) and value.tzinfo is not None:
-            # In UTC: COPY's text format refuses offsets past 15:59 (real mail has -16:00).
-            return value.astimezone(UTC)
-        return value
+        return make_default() if value is None else value
 
     return plain
