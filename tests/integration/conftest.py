@@ -15,15 +15,15 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.conftest import REDIS_CLAIM_KEY, ImapUser
+from tests.support.byok import add_user_to
 from tests.support.model_server import FakeModelServer
 from triage.adapters.db.migrate import upgrade
 from triage.adapters.db.session import (
     SessionFactory,
     make_engine,
     make_session_factory,
-    transaction,
 )
-from triage.adapters.db.tables import Base, MailAccount, User
+from triage.adapters.db.tables import Base
 from triage.adapters.secrets import generate_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,16 +60,7 @@ def account_db(
         upgrade(url)
         engine = make_engine(url)
     db = make_session_factory(engine)
-    with transaction(db) as session:
-        user = User(email="owner@example.test")
-        session.add(user)
-        session.flush()
-        account = MailAccount(
-            user_id=user.id, host="h", port=1, security="plain", username="u", folders=[]
-        )
-        session.add(account)
-        session.flush()
-        account_id = account.id
+    _user_id, account_id = add_user_to(db, "owner@example.test")
     yield db, account_id
     engine.dispose()
 

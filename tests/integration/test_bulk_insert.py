@@ -12,9 +12,10 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DataError, OperationalError
 
 from tests.integration.conftest import CORPUS
+from tests.support.byok import add_user_to
 from triage.adapters.db import bulk_insert
 from triage.adapters.db.session import SessionFactory, make_session_factory, transaction
-from triage.adapters.db.tables import Attachment, MailAccount, Message, User
+from triage.adapters.db.tables import Attachment, Message, User
 from triage.config import Settings
 from triage.pipeline import message_store
 from triage.pipeline.message_store import NewMessage, store_message, store_messages
@@ -134,7 +135,7 @@ def test_a_database_lost_mid_batch_is_sqlalchemys_operational_error(
     catching SQLAlchemyError) is also what a failed COPY raises, and the pool drops the dead
     connection."""
     db = make_session_factory(pg_engine)
-    account_id = _postgres_account(db)
+    _user_id, account_id = add_user_to(db, "pg@example.test")
     raws = _raws()[:3]
     take_ids = bulk_insert._next_ids
 
@@ -165,19 +166,8 @@ def test_a_value_the_database_refuses_is_sqlalchemys_data_error(pg_engine: Engin
     """Not a duplicate, so no fallback: the batch fails as a flush would, with SQLAlchemy's
     error (a folder name longer than the column takes; SQLite does not check lengths)."""
     db = make_session_factory(pg_engine)
-    account_id = _postgres_account(db)
+    _user_id, account_id = add_user_to(db, "pg@example.test")
     raw = _raws()[0]
     item = NewMessage(account_id, "F" * 600, 1, 1, len(raw), raw)
     with pytest.raises(DataError), transaction(db) as session:
         store_messages(session, [item], settings=SETTINGS)
-
-
-def _postgres_account(db: SessionFactory) -> int:
-    with transaction(db) as session:
-        user = User(email="pg@example.test")
-        session.add(user)
-        session.flush()
-        account = MailAccount(user_id=user.id, host="h", port=1, security="plain", username="u")
-        session.add(account)
-        session.flush()
-        return account.id

@@ -6,36 +6,38 @@ import base64
 import json
 from pathlib import Path
 
+import pytest
 import redis
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
+from tests.e2e.console import runtime_of
 from tests.integration.conftest import Cli, start_worker, stop_worker, wait_until
 from tests.support.byok import add_message, add_setting, add_user, behaving
 from tests.support.model_server import FakeModelServer
 from triage.adapters.db.session import transaction
 from triage.adapters.db.tables import Message, TriageResult
-from triage.config import Settings
 from triage.domain import statuses
-from triage.runtime import build_runtime
+from triage.runtime import Runtime
 from workers.tasks import FAN_OUT_MIN, FAN_OUT_SLICE
 
 KEY = "sk-fan-out-test-41c7"
 
 
+@pytest.fixture
+def rt(service_env: dict[str, str]) -> Runtime:
+    """The test's own view of the service's database, with the workers' secret key."""
+    return runtime_of(service_env)
+
+
 def test_a_big_batch_is_one_broker_message_and_every_message_is_triaged(
+    rt: Runtime,
     service_env: dict[str, str],
     cli: Cli,
     pg_engine: Engine,
     model_server: FakeModelServer,
     tmp_path: Path,
 ) -> None:
-    rt = build_runtime(
-        Settings(
-            database_url=service_env["TRIAGE_DATABASE_URL"],
-            secret_keys=service_env["TRIAGE_SECRET_KEYS"],
-        )
-    )
     user_id, account_id = add_user(rt, "owner@example.test")
     add_setting(rt, user_id, provider="openai", base_url=model_server.base_url, api_key=KEY)
     count = 3 * FAN_OUT_MIN
@@ -70,14 +72,8 @@ def test_a_big_batch_is_one_broker_message_and_every_message_is_triaged(
 
 
 def test_a_batch_is_cut_into_slices_that_together_carry_every_id_once(
-    service_env: dict[str, str], cli: Cli, pg_engine: Engine
+    rt: Runtime, service_env: dict[str, str], cli: Cli, pg_engine: Engine
 ) -> None:
-    rt = build_runtime(
-        Settings(
-            database_url=service_env["TRIAGE_DATABASE_URL"],
-            secret_keys=service_env["TRIAGE_SECRET_KEYS"],
-        )
-    )
     _user_id, account_id = add_user(rt, "owner@example.test")
     count = 2 * FAN_OUT_SLICE + 1
     with transaction(rt.db) as session:

@@ -17,12 +17,11 @@ from tests.integration.ingest_support import (
     sync_once,
 )
 from tests.integration.seed import runtime_for
+from tests.support.byok import add_user_to
 from tests.support.dovecot import Dovecot
 from triage.adapters.db.session import (
     SessionFactory,
-    transaction,
 )
-from triage.adapters.db.tables import MailAccount, User
 from triage.pipeline.ingest import SyncReport
 from triage.pipeline.sync_lease import LeaseLost, acquire, try_acquire
 
@@ -118,14 +117,7 @@ def test_a_poll_reports_busy_while_another_fetcher_holds_the_account(
     from triage.pipeline.ingest import sync_account
 
     rt = runtime_for(migrated_pg)
-    with transaction(rt.db) as session:
-        user = User(email="busy@example.test")
-        session.add(user)
-        session.flush()
-        account = MailAccount(user_id=user.id, host="h", port=1, security="plain", username="u")
-        session.add(account)
-        session.flush()
-        account_id = account.id
+    _user_id, account_id = add_user_to(rt.db, "busy@example.test")
     assert try_acquire(rt.db, account_id=account_id, owner="listener", seconds=60) is not None
 
     def never_opened(_login: object) -> object:

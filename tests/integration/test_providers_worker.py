@@ -13,13 +13,13 @@ from celery import Celery
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from tests.e2e.console import runtime_of
 from tests.integration.conftest import Worker, start_worker, stop_worker, wait_until
 from tests.support.byok import Clock, add_message, add_setting, add_user, behaving
 from tests.support.model_server import FakeModelServer, RecordedRequest, Reply, api_error
 from triage.adapters.db.tables import Message
-from triage.config import Settings
 from triage.domain import statuses
-from triage.runtime import Runtime, build_runtime
+from triage.runtime import Runtime
 
 KEY = "sk-worker-test-6b2e"
 
@@ -27,12 +27,7 @@ KEY = "sk-worker-test-6b2e"
 @pytest.fixture
 def rt(service_env: dict[str, str]) -> Runtime:
     """The test's own view of the service's database, with the workers' secret key."""
-    return build_runtime(
-        Settings(
-            database_url=service_env["TRIAGE_DATABASE_URL"],
-            secret_keys=service_env["TRIAGE_SECRET_KEYS"],
-        )
-    )
+    return runtime_of(service_env)
 
 
 @pytest.fixture

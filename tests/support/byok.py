@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.support.model_server import RecordedRequest, Reply, Responder, api_error, tool_call
 from tests.support.triage_responder import image_parts, request_text, triage_answer
-from triage.adapters.db.session import transaction
+from triage.adapters.db.session import SessionFactory, transaction
 from triage.adapters.db.tables import Attachment, MailAccount, Message, ProviderSetting, User
 from triage.domain import statuses
 from triage.runtime import Runtime
@@ -138,7 +138,12 @@ class Clock:
 
 def add_user(rt: Runtime, email: str) -> tuple[int, int]:
     """A user with one (never connected) mail account; returns (user_id, account_id)."""
-    with transaction(rt.db) as session:
+    return add_user_to(rt.db, email)
+
+
+def add_user_to(db: SessionFactory, email: str) -> tuple[int, int]:
+    """`add_user` on a bare database (no runtime)."""
+    with transaction(db) as session:
         user = User(email=email)
         session.add(user)
         session.flush()
