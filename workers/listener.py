@@ -76,8 +76,8 @@ class FolderWatcher:
                 self._pause(FIRST_RETRY_SECONDS, self._rt.settings.reconnect_max_seconds)
 
     def _watch(self) -> None:
-        settings = self._rt.settings
         rt = self._rt
+        settings = rt.settings
         with logged_in(
             self._open, account_id=self.account_id, db=rt.db, secrets=rt.secrets
         ) as mailbox:

@@ -13,10 +13,10 @@ from triage.domain.html_text import strip_invisible
 from triage.domain.mime_charset import decode_strict
 
 MAX_HEADER_CHARS = 2000
-# Raw values are cut before parsing so a 5 MB header costs no more than a normal one;
-# encoded words roughly triple the length of the text they carry, hence the headroom.
 # The year 9999 in one zone can be 10000 in another: psycopg, like Python, cannot load it.
 _LAST_YEAR = 9999
+# Raw values are cut before parsing so a 5 MB header costs no more than a normal one;
+# encoded words roughly triple the length of the text they carry, hence the headroom.
 _RAW_CAP = 4 * MAX_HEADER_CHARS
 # A fold (line break plus indentation) reads as one space; stray CR/LF are dropped, and so
 # are NULs, which nothing displays and Postgres text columns refuse.

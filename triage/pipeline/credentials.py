@@ -66,7 +66,7 @@ def logged_in(
             if login.oauth2_token is None:
                 raise
             if granted_now:
-                raise _refused_new_token(login, exc) from None
+                raise _refused_new_token(exc) from None
             _forget_access_token(account_id, login.oauth2_token, db, secrets)
             login, granted_now = _login(account_id, db, secrets, refresh, now)
             try:
@@ -74,7 +74,7 @@ def logged_in(
             except ImapAuthError as again:
                 if not granted_now:  # another process's new token, refused as well
                     raise
-                raise _refused_new_token(login, again) from None
+                raise _refused_new_token(again) from None
         yield mailbox
 
 
@@ -95,7 +95,7 @@ def _login(
         return _refreshed_login(account_id, db, secrets, refresh, now)
 
 
-def _refused_new_token(login: ImapLogin, exc: ImapAuthError) -> ImapAuthError:
+def _refused_new_token(exc: ImapAuthError) -> ImapAuthError:
     return ImapAuthError(
         f"{exc} with an OAuth2 access token granted just now; check that IMAP is enabled for "
         "the mailbox and that the app was granted the IMAP scope"

@@ -126,7 +126,7 @@ _types_seen: dict[str, dict[str, int]] = {}
 
 
 def _converter(column: Column[Any]) -> Callable[[Any], Any]:
-    """What the value of an attribute becomes in COPY's text format."""
+    """What an attribute's value is written as: its Python-side default when unset, JSON wrapped."""
     default = column.default
     if isinstance(default, ColumnDefault) and default.is_callable:
         make_default: Callable[[], Any] = lambda: default.arg(None)  # noqa: E731
